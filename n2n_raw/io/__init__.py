@@ -1,0 +1,1 @@
+"""Everything that touches a file format; nothing here trains."""
