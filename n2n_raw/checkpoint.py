@@ -1,0 +1,148 @@
+"""Checkpoints without pickle: tensors in safetensors, everything else in a JSON sidecar.
+
+A checkpoint is the pair ``ckpt-SSSSSSSS.safetensors`` + ``ckpt-SSSSSSSS.json`` (S = optimiser steps done).
+Both are written to temporary names and renamed, the JSON last, so a checkpoint whose JSON exists is complete
+(a run killed at any moment resumes from the newest complete one). Loading never unpickles: safetensors holds
+raw tensors only, and a ``.pt`` file is read with ``torch.load(weights_only=True)``, which refuses code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import InputError
+from .unet import UNet
+
+FORMAT = "n2n-raw-checkpoint"
+ARCH = "n2n-unet48"
+_NAME = re.compile(r"^ckpt-(\d{8})\.json$")
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    meta: dict, keep: int = 3) -> Path:
+    """Write checkpoint ``step`` into ``run_dir``; keep the newest ``keep`` ones (0 keeps all). Returns the JSON path."""
+    run_dir = Path(run_dir)
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    optim_groups = None
+    if optimizer is not None:
+        sd = optimizer.state_dict()
+        for pid, st in sd["state"].items():
+            for k, v in st.items():
+                t = v if torch.is_tensor(v) else torch.tensor(v)
+                tensors[f"optim.{pid}.{k}"] = t.detach().contiguous().cpu()
+        optim_groups = sd["param_groups"]
+    stem = run_dir / f"ckpt-{step:08d}"
+    _atomic_write(stem.with_suffix(".safetensors"), lambda p: save_file(tensors, str(p)))
+    full = {"format": FORMAT, "version": 1, "arch": ARCH, "step": step,
+            "model": {"in_ch": model.in_ch, "out_ch": model.out_ch, "init": model.init},
+            "optim_param_groups": optim_groups,
+            "versions": {"n2n_raw": __version__, "torch": torch.__version__}, **meta}
+    _atomic_write(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(full, indent=2)))
+    if keep > 0:
+        for old in list_checkpoints(run_dir)[:-keep]:
+            old.with_suffix(".safetensors").unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
+    return stem.with_suffix(".json")
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints (their JSON paths) in ``run_dir``, oldest first."""
+    found = [p for p in Path(run_dir).glob("ckpt-*.json") if _NAME.match(p.name)
+             and p.with_suffix(".safetensors").is_file()]
+    return sorted(found)
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A checkpoint path (JSON, safetensors or .pt) or a run folder (its newest checkpoint) → the JSON path."""
+    p = Path(path)
+    if p.is_dir():
+        ckpts = list_checkpoints(p)
+        if not ckpts:
+            raise InputError(f"{p}: no checkpoint in this run folder")
+        return ckpts[-1]
+    if not p.exists():
+        raise InputError(f"{p}: no such checkpoint")
+    meta = p.with_suffix(".json")
+    if not meta.is_file():
+        raise InputError(f"{p}: no JSON sidecar {meta.name} beside it (not an n2n-raw checkpoint)")
+    return meta
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Read (meta, tensors) of a checkpoint without unpickling anything."""
+    meta_path = resolve(path)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise InputError(f"{meta_path}: unreadable checkpoint metadata (not JSON)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(f"{meta_path}: not an n2n-raw checkpoint")
+    if meta.get("arch") != ARCH:
+        raise InputError(f"{meta_path}: incompatible architecture {meta.get('arch')!r} (expected {ARCH})")
+    given = Path(path)
+    tpath = given if given.is_file() and given.suffix in (".pt", ".pth") else meta_path.with_suffix(".safetensors")
+    if tpath.suffix in (".pt", ".pth"):
+        try:
+            tensors = torch.load(tpath, map_location="cpu", weights_only=True)
+        except Exception as e:  # weights_only refuses any pickled code: never fall back to full unpickling
+            raise InputError(f"{tpath}: refused to load (not a tensors-only file: {type(e).__name__})") from None
+        if not isinstance(tensors, dict) or not all(torch.is_tensor(v) for v in tensors.values()):
+            raise InputError(f"{tpath}: refused to load (expected a flat dict of tensors)")
+    else:
+        try:
+            tensors = load_file(str(tpath))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise InputError(f"{tpath}: unreadable checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    return meta, tensors
+
+
+def build_model(meta: dict, tensors: dict[str, torch.Tensor], where: str = "checkpoint") -> UNet:
+    """The U-Net of a checkpoint with its weights loaded (strict)."""
+    m = meta["model"]
+    model = UNet(int(m["in_ch"]), int(m["out_ch"]), init=m.get("init", "standard"))
+    sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError:
+        raise InputError(f"{where}: weights do not fit the n2n-raw U-Net ({m['in_ch']}→{m['out_ch']})") from None
+    return model
+
+
+def load_model(path: str | os.PathLike, expect_mode: str | None = None) -> tuple[UNet, dict]:
+    """Load a model for inference: (model in eval mode on CPU, meta). Checks the mode when asked."""
+    meta, tensors = load_checkpoint(path)
+    mode = meta.get("mode")
+    if expect_mode is not None and mode != expect_mode:
+        raise InputError(f"{path}: this is a {mode} checkpoint, not {expect_mode}")
+    model = build_model(meta, tensors, where=str(path))
+    return model.eval(), meta
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """Put a saved Adam state back (exact: resumed runs match uninterrupted ones bit for bit on CPU)."""
+    groups = meta.get("optim_param_groups")
+    if groups is None:
+        return
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, pid, name = k.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": groups})

@@ -1,0 +1,346 @@
+"""The ``n2n-raw`` command line: parse options, call the library, map a user's mistakes to exit status 2.
+
+Every command is a thin layer over ``n2n_raw``; see the README for examples and ``COMMAND --help``.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="Self-supervised Neighbor2Neighbor denoising for raw and sRGB images.")
+prepare_app = typer.Typer(no_args_is_help=True, help="Turn a data folder into one HDF5 training store.")
+app.add_typer(prepare_app, name="prepare")
+
+DEBUG = {"on": False}
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"n2n-raw: error: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(2)
+
+
+def handles_errors(fn):
+    """Turn InputError (and a missing optional extra) into one line on stderr and exit status 2."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as e:
+            if DEBUG["on"]:
+                raise
+            _fail(str(e))
+        except KeyboardInterrupt:
+            typer.echo("n2n-raw: interrupted", err=True)
+            raise typer.Exit(130)
+    return wrapper
+
+
+def _out(text: str = "") -> None:
+    typer.echo(text)
+
+
+def _hook(desc: str, unit: str = "it"):
+    from .progress import ProgressHook
+    return ProgressHook(desc, unit)
+
+
+def _workers(n: Optional[int]) -> int:
+    if n is not None and n < 1:
+        raise InputError(f"--workers: must be >= 1, got {n}")
+    return n or (os.cpu_count() or 1)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors.")):
+    DEBUG["on"] = debug
+
+
+# --------------------------------------------------------------------------------------------- prepare
+
+@prepare_app.command("srgb")
+@handles_errors
+def prepare_srgb(input_dir: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
+                 output: Path = typer.Argument(..., help="HDF5 store to write."),
+                 min_size: int = typer.Option(256, help="Keep images whose width and height are >= this."),
+                 max_size: int = typer.Option(512, help="... and <= this (ImageNet val → 44,328 images)."),
+                 workers: Optional[int] = typer.Option(None, help="Decoding processes (default: all cores)."),
+                 force: bool = typer.Option(False, help="Overwrite OUTPUT if it exists.")):
+    """Keep every readable image with both sides within [min, max], as RGB, in one store (the paper's filter)."""
+    from .io.images import prepare_srgb as run
+    if min_size < 1 or max_size < min_size:
+        raise InputError(f"--min-size/--max-size: need 1 <= min <= max, got {min_size}, {max_size}")
+    hook = _hook("prepare srgb", "img")
+    c = run(input_dir, output, min_size=min_size, max_size=max_size, workers=_workers(workers), force=force,
+            progress=hook)
+    hook.close()
+    _out(f"{output}: kept {c['kept']}, skipped by size {c['skipped_size']}, unreadable {c['unreadable']} "
+         f"({c['seconds']:.1f} s, {c['images_per_s']:.1f} images/s)")
+
+
+@prepare_app.command("sidd")
+@handles_errors
+def prepare_sidd(input_dir: Path = typer.Argument(..., help="SIDD_Medium_Raw folder (with Data/<scene>/)."),
+                 output: Path = typer.Argument(..., help="HDF5 store to write."),
+                 with_gt: bool = typer.Option(False, "--with-gt", help="Also store the ground-truth frames."),
+                 workers: Optional[int] = typer.Option(None, help="Reading threads."),
+                 force: bool = typer.Option(False, help="Overwrite OUTPUT if it exists.")):
+    """Every *_NOISY_RAW_*.MAT frame, in MATLAB orientation, with CFA, phone, ISO and scene from its metadata."""
+    from .io.sidd import prepare_sidd as run
+    hook = _hook("prepare sidd", "frame")
+    c = run(input_dir, output, with_gt=with_gt, workers=_workers(workers), force=force, progress=hook)
+    hook.close()
+    _out(f"{output}: {c['frames']} frames, skipped {c.get('skipped', 0)} ({c['seconds']:.1f} s)")
+
+
+@prepare_app.command("dng")
+@handles_errors
+def prepare_dng(input_dir: Path = typer.Argument(..., help="Folder of DNG files (searched recursively)."),
+                output: Path = typer.Argument(..., help="HDF5 store to write."),
+                workers: Optional[int] = typer.Option(None, help="Reading threads."),
+                force: bool = typer.Option(False, help="Overwrite OUTPUT if it exists.")):
+    """Every *.dng, normalised with its black and white levels, with its CFA."""
+    from .io.dng import prepare_dng as run
+    hook = _hook("prepare dng", "file")
+    c = run(input_dir, output, workers=_workers(workers), force=force, progress=hook)
+    hook.close()
+    _out(f"{output}: {c['frames']} frames, skipped {c.get('skipped', 0)} unreadable ({c['seconds']:.1f} s)")
+
+
+# --------------------------------------------------------------------------------------------- train
+
+@app.command()
+@handles_errors
+def train(mode: str = typer.Option(..., help="srgb or raw."),
+          out: Path = typer.Option(..., help="Run folder: config.json, metrics.csv, checkpoints."),
+          data: Optional[Path] = typer.Option(None, help="Store from `prepare`, or a folder of images (srgb) / "
+                                              "SIDD MAT or DNG files (raw). Default: built-in synthetic data."),
+          noise: str = typer.Option("gauss25", help="srgb: gauss25, gauss5_50, poisson30, poisson5_50."),
+          epochs: int = typer.Option(100, help="Nominal epochs E (Λ ramp and LR halvings at 0.2E..0.8E)."),
+          steps: Optional[int] = typer.Option(None, help="Total optimiser steps, split into E nominal epochs. "
+                                              "Default: an epoch is one pass over the data."),
+          batch_size: int = typer.Option(4, help="Per-process batch (paper: 4)."),
+          patch_size: int = typer.Option(256, help="Crop side in input pixels (raw: mosaic pixels); multiple "
+                                         "of 64 (srgb) / 128 (raw)."),
+          lr: Optional[float] = typer.Option(None, help="Adam LR. Default: paper's 3e-4 (srgb), 1e-4 (raw, "
+                                             "from secondary summaries of the paper)."),
+          increase_ratio: Optional[float] = typer.Option(None, help="γ of Λ = epoch/E·γ. Default 2 (srgb, "
+                                                         "reference code), 1 (raw, as reported)."),
+          lambda1: float = typer.Option(1.0, help="Weight of the reconstruction term."),
+          lambda2: float = typer.Option(1.0, help="Weight of the regulariser."),
+          seed: int = typer.Option(0, help="Seed of everything random (a CPU run is reproducible)."),
+          init: str = typer.Option("standard", help="standard (PyTorch default, fast to denoise) or paper "
+                                   "(Kaiming ×0.1 as the reference; use to reproduce the paper's tables)."),
+          val: List[Path] = typer.Option([], help="srgb validation folders (paper protocol), repeatable."),
+          val_repeat: Optional[int] = typer.Option(None, help="Override the paper's repeats per folder."),
+          val_noisy: Optional[Path] = typer.Option(None, help="raw: ValidationNoisyBlocksRaw.mat."),
+          val_gt: Optional[Path] = typer.Option(None, help="raw: ValidationGtBlocksRaw.mat."),
+          val_every: int = typer.Option(1, help="Validate every N epochs (0: never)."),
+          cfa_mode: str = typer.Option("rggb", help="raw: rggb (unify to R,G1,G2,B; Liu et al. 2019) or "
+                                       "positional (pack by 2×2 position, as published pipelines did)."),
+          cfa: Optional[str] = typer.Option(None, help="raw: override the CFA of every input."),
+          augment: bool = typer.Option(False, help="raw: Bayer-preserving flips/transposes (not in the paper)."),
+          precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32."),
+          compile: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
+          log_every: int = typer.Option(50, help="Steps between metrics rows."),
+          ckpt_every: int = typer.Option(0, help="Also checkpoint every N steps (0: epoch ends only)."),
+          keep_checkpoints: int = typer.Option(3, help="Checkpoints kept (0: all)."),
+          resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+          force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out."),
+          device: str = typer.Option("auto", help="auto, cpu or cuda.")):
+    """Train a Neighbor2Neighbor U-Net (paper defaults; see the README for every default's source)."""
+    from .config import TrainConfig
+    from .train import train as run
+    if resume and force:
+        raise InputError("--resume and --force: choose one")
+    for p in [data, val_noisy, val_gt, *val]:
+        if p is not None and not p.exists():
+            raise InputError(f"{p}: no such file or folder")
+    cfg = TrainConfig(mode=mode, data=str(data) if data else None, noise=noise, epochs=epochs, steps=steps,
+                      batch_size=batch_size, patch_size=patch_size, lr=lr, increase_ratio=increase_ratio,
+                      lambda1=lambda1, lambda2=lambda2, seed=seed, init=init, cfa_mode=cfa_mode, cfa=cfa,
+                      augment=augment, val=tuple(str(v) for v in val), val_repeat=val_repeat,
+                      val_noisy=str(val_noisy) if val_noisy else None, val_gt=str(val_gt) if val_gt else None,
+                      val_every=val_every, device=device, precision=precision, compile=compile,
+                      log_every=max(1, log_every), ckpt_every=ckpt_every, keep_checkpoints=keep_checkpoints)
+    summary = run(cfg, out, resume=resume, force=force, log=lambda s: typer.echo(s, err=True))
+    val_txt = f", validation PSNR {summary['val_psnr']:.2f} dB" if summary.get("val_psnr") is not None else ""
+    _out(f"{out}: {summary['steps']} steps in {summary['seconds']:.1f} s, final loss {summary['loss']:.6f}{val_txt}")
+
+
+# --------------------------------------------------------------------------------------------- evaluate
+
+def _write_json(path: Path, obj: dict, force: bool) -> None:
+    from .io.atomic import atomic_path
+    with atomic_path(path, force=force) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2))
+
+
+@app.command()
+@handles_errors
+def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run folder (its newest)."),
+             mode: str = typer.Option(..., help="srgb or raw (must match the checkpoint)."),
+             data: List[Path] = typer.Option([], help="srgb: validation folders, in protocol order."),
+             noise: str = typer.Option("gauss25", help="srgb: the noise model."),
+             repeat: Optional[int] = typer.Option(None, help="srgb: repeats (default: Kodak 10, BSD300 3, Set14 20, else 1)."),
+             seed: int = typer.Option(101, help="srgb: numpy legacy seed of the noise stream (paper: 101)."),
+             noisy: Optional[Path] = typer.Option(None, help="raw: ValidationNoisyBlocksRaw.mat."),
+             gt: Optional[Path] = typer.Option(None, help="raw: ValidationGtBlocksRaw.mat."),
+             cfa: Optional[str] = typer.Option(None, help="raw: override the 40-scene table's CFA for every image."),
+             batch_size: int = typer.Option(32, help="raw: blocks per forward pass."),
+             report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
+             force: bool = typer.Option(False, help="Overwrite --report if it exists."),
+             precision: str = typer.Option("auto", help="auto (bf16 on CUDA), bf16 or fp32."),
+             device: str = typer.Option("auto", help="auto, cpu or cuda.")):
+    """Evaluate a checkpoint: the paper's sRGB protocol, or the SIDD raw-block convention."""
+    from .checkpoint import load_model
+    from .train import pick_device
+    if mode not in ("srgb", "raw"):
+        raise InputError(f"--mode: unknown mode {mode!r} (expected srgb or raw)")
+    if report is not None:
+        from .io.atomic import check_writable
+        check_writable(report, force)
+    model, meta = load_model(checkpoint, expect_mode=mode)
+    dev = pick_device(device)
+    hook = _hook("evaluate", "img")
+    if mode == "srgb":
+        from .evaluate import evaluate_srgb
+        from .noise import NOISES
+        if not data:
+            raise InputError("--data: give at least one validation folder")
+        if noise not in NOISES:
+            raise InputError(f"--noise: unknown noise {noise!r} (expected one of {', '.join(NOISES)})")
+        rep = evaluate_srgb(model, data, noise, repeat, seed, dev, precision, progress=hook)
+        hook.close()
+        for s in rep["sets"]:
+            _out(f"{s['name']:<12} {s['count']:>5} evals  PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  "
+                 f"(noisy {s['noisy_psnr']:.2f} dB)")
+    else:
+        from .evaluate import evaluate_raw
+        from .io.sidd import block_cfas, read_blocks
+        if noisy is None or gt is None:
+            raise InputError("--noisy/--gt: raw evaluation needs both block files")
+        nb, gb = read_blocks(noisy), read_blocks(gt)
+        if nb.shape != gb.shape:
+            raise InputError(f"{gt}: shape {gb.shape} differs from {noisy} {nb.shape}")
+        rep = evaluate_raw(model, nb, gb, block_cfas(nb.shape[0], cfa), meta.get("cfa_mode", "rggb"),
+                           batch_size, dev, precision, progress=hook)
+        hook.close()
+    rep["checkpoint"] = str(checkpoint)
+    _out(f"all          {rep['count']:>5} evals  PSNR {rep['psnr']:.2f} dB  SSIM {rep['ssim']:.4f}  "
+         f"(noisy {rep['noisy_psnr']:.2f} dB)")
+    if report is not None:
+        _write_json(report, rep, force)
+        _out(f"report: {report}")
+
+
+# --------------------------------------------------------------------------------------------- denoise
+
+@app.command()
+@handles_errors
+def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, DNG files or SIDD .MAT frames."),
+            checkpoint: Path = typer.Option(..., help="Checkpoint file or run folder."),
+            out: Path = typer.Option(..., help="Output folder."),
+            tile: int = typer.Option(512, help="Inputs larger than this (input pixels) are tiled with overlap."),
+            cfa: Optional[str] = typer.Option(None, help="raw: CFA of .npy mosaics (or override for MAT frames)."),
+            force: bool = typer.Option(False, help="Overwrite existing outputs."),
+            precision: str = typer.Option("auto", help="auto (bf16 on CUDA), bf16 or fp32."),
+            device: str = typer.Option("auto", help="auto, cpu or cuda.")):
+    """Denoise files with a trained checkpoint; outputs keep the inputs' names and sizes."""
+    from .checkpoint import load_model
+    from .denoise import denoise_file
+    from .train import pick_device
+    model, meta = load_model(checkpoint)
+    dev = pick_device(device)
+    model = model.to(dev)
+    if tile < 128:
+        raise InputError(f"--tile: must be >= 128, got {tile}")
+    for p in inputs:
+        if not p.is_file():
+            raise InputError(f"{p}: no such file")
+    out.mkdir(parents=True, exist_ok=True)
+    t0, mp = time.perf_counter(), 0.0
+    for p in inputs:
+        written, pixels = denoise_file(model, meta, p, out, tile=tile, cfa=cfa, force=force, device=dev,
+                                       precision=precision)
+        mp += pixels / 1e6
+        _out(f"{p} -> {', '.join(str(w) for w in written)}")
+    dt = time.perf_counter() - t0
+    _out(f"denoised {len(inputs)} file(s), {mp:.2f} MP in {dt:.2f} s ({dt / max(mp, 1e-9):.3f} s/MP)")
+
+
+# --------------------------------------------------------------------------------------------- submit-sidd
+
+@app.command("submit-sidd")
+@handles_errors
+def submit_sidd(checkpoint: Path = typer.Option(..., help="Raw checkpoint file or run folder."),
+                blocks: Path = typer.Option(..., help="BenchmarkNoisyBlocksRaw.mat."),
+                out: Path = typer.Option(..., help="SubmitRaw.mat or SubmitRaw.csv."),
+                format: Optional[str] = typer.Option(None, "--format", help="mat or csv (default: from --out)."),
+                cfa: Optional[str] = typer.Option(None, help="Override the 40-scene table's CFA for every image."),
+                method_name: str = typer.Option("Neighbor2Neighbor (n2n-raw)", help="OptionalData.MethodName."),
+                authors: str = typer.Option("", help="OptionalData.Authors."),
+                paper_title: str = typer.Option("", help="OptionalData.PaperTitle."),
+                venue: str = typer.Option("", help="OptionalData.Venue."),
+                batch_size: int = typer.Option(32, help="Blocks per forward pass."),
+                force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+                precision: str = typer.Option("auto", help="auto (bf16 on CUDA), bf16 or fp32."),
+                device: str = typer.Option("auto", help="auto, cpu or cuda.")):
+    """Denoise all benchmark blocks and write a SIDD submission (read back and verified)."""
+    from .submit import submit
+    res = submit(checkpoint, blocks, out, fmt=format, cfa=cfa, batch_size=batch_size, force=force,
+                 device=device, precision=precision, progress=_hook("denoise blocks", "img"),
+                 optional={"MethodName": method_name, "Authors": authors, "PaperTitle": paper_title,
+                           "Venue": venue})
+    _out(f"{out}: {res['blocks']} blocks denoised in {res['seconds']:.2f} s "
+         f"({res['time_mp']:.4f} s/MP), written as {res['format']} and verified")
+
+
+# --------------------------------------------------------------------------------------------- demo, info
+
+@app.command()
+@handles_errors
+def demo(out: Path = typer.Option(Path("n2n-demo"), help="Folder for the demo's data, run and outputs."),
+         steps: int = typer.Option(300, help="Training steps."),
+         force: bool = typer.Option(False, help="Reuse/overwrite an existing demo folder.")):
+    """The whole raw pipeline on built-in synthetic SIDD-format data: generate → prepare → train → evaluate →
+    denoise → submit. Prints PSNR before and after. A few minutes on a laptop CPU."""
+    from .demo import run_demo
+    run_demo(out, steps=steps, force=force, echo=_out)
+
+
+@app.command()
+@handles_errors
+def info(path: Path = typer.Argument(..., help="Run folder or checkpoint.")):
+    """Print a run's (or checkpoint's) configuration, progress, metrics and checkpoints."""
+    from .runinfo import describe
+    _out(describe(path))
+
+
+def main() -> None:
+    """Console entry point: one-line errors with exit status 2 for usage mistakes too."""
+    try:
+        rv = app(standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("n2n-raw: interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # the CLI parser's usage errors (unknown option, bad value) carry exit code 2
+        if getattr(e, "exit_code", None) != 2 or not hasattr(e, "format_message") or DEBUG["on"]:
+            raise
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare command: show its help as it is
+            typer.echo(e.format_message(), err=True)
+            sys.exit(2)
+        typer.echo(f"n2n-raw: error: {' '.join(e.format_message().split())}", err=True)
+        sys.exit(2)
+    sys.exit(rv if isinstance(rv, int) else 0)

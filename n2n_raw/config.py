@@ -1,0 +1,106 @@
+"""Training configuration: one frozen dataclass, the paper's defaults, a JSON round trip.
+
+Sources of the defaults (see the README's table):
+- sRGB: Adam lr 3e-4, increase ratio (Λ's γ) 2.0, 100 epochs, batch 4, 256×256 crops (paper + reference).
+- raw: lr 1e-4 and γ = 1 as secondary summaries of the paper report (the raw code was never released);
+  patch 256 raw pixels → 4×128×128 packed, as in the published raw pipelines.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+from .noise import NOISES
+from .unet import INITS
+
+MODES = ("srgb", "raw")
+CFA_MODES = ("rggb", "positional")
+PRECISIONS = ("auto", "bf16", "fp32")
+PAPER_DEFAULTS = {"srgb": {"lr": 3e-4, "increase_ratio": 2.0}, "raw": {"lr": 1e-4, "increase_ratio": 1.0}}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    mode: str = "srgb"
+    data: str | None = None              # store (.h5), folder, or None for the built-in default data
+    noise: str = "gauss25"               # sRGB only
+    epochs: int = 100                    # E nominal epochs (Λ ramp and LR milestones)
+    steps: int | None = None             # None: an epoch is one pass over the data
+    batch_size: int = 4
+    patch_size: int = 256                # input pixels (raw: mosaic pixels, packed to half)
+    lr: float | None = None              # None: the paper's default for the mode
+    increase_ratio: float | None = None  # None: the paper's default for the mode
+    lambda1: float = 1.0
+    lambda2: float = 1.0
+    seed: int = 0
+    init: str = "standard"               # "paper" = Kaiming ×0.1 (see README: convergence)
+    cfa_mode: str = "rggb"               # raw: unify to R, G1, G2, B ("rggb") or pack by position
+    cfa: str | None = None               # raw: override the CFA of every input
+    augment: bool = False                # raw: Bayer-preserving flips/transposes (off in the paper)
+    val: tuple[str, ...] = ()            # sRGB validation folders (paper protocol)
+    val_repeat: int | None = None        # None: the paper's repeat per folder name
+    val_noisy: str | None = None         # raw validation block files
+    val_gt: str | None = None
+    val_every: int = 1                   # validate every N epochs (0: never)
+    device: str = "auto"
+    precision: str = "auto"              # auto: bf16 on CUDA, fp32 on CPU
+    compile: bool = False                # torch.compile the model (CUDA)
+    log_every: int = 50                  # steps between metrics rows
+    ckpt_every: int = 0                  # extra checkpoints every N steps (0: epoch ends only)
+    keep_checkpoints: int = 3
+    default_data_size: int = 64          # images (sRGB) in the built-in default set
+    extra: dict = field(default_factory=dict)
+
+    def resolved(self) -> "TrainConfig":
+        """Fill mode-dependent defaults and validate; raises InputError naming the option."""
+        d = PAPER_DEFAULTS.get(self.mode)
+        if d is None:
+            raise InputError(f"--mode: unknown mode {self.mode!r} (expected srgb or raw)")
+        checks = [
+            (self.noise in NOISES, f"--noise: unknown noise {self.noise!r} (expected one of {', '.join(NOISES)})"),
+            (self.init in INITS, f"--init: unknown init {self.init!r} (expected paper or standard)"),
+            (self.cfa_mode in CFA_MODES, f"--cfa-mode: unknown mode {self.cfa_mode!r} (expected rggb or positional)"),
+            (self.precision in PRECISIONS, f"--precision: unknown value {self.precision!r} (expected auto, bf16 or fp32)"),
+            (self.epochs >= 1, f"--epochs: must be >= 1, got {self.epochs}"),
+            (self.steps is None or self.steps >= self.epochs,
+             f"--steps: must be >= --epochs ({self.epochs}) so every nominal epoch has a step, got {self.steps}"),
+            (self.batch_size >= 1, f"--batch-size: must be >= 1, got {self.batch_size}"),
+        ]
+        mult = 64 if self.mode == "srgb" else 128
+        checks.append((self.patch_size >= mult and self.patch_size % mult == 0,
+                       f"--patch-size: must be a positive multiple of {mult} for {self.mode} "
+                       f"(the half-size sub-image must divide by the U-Net's 32), got {self.patch_size}"))
+        for ok, msg in checks:
+            if not ok:
+                raise InputError(msg)
+        if self.cfa is not None:
+            from .bayer import check_cfa
+            check_cfa(self.cfa)
+        return dataclasses.replace(
+            self,
+            lr=self.lr if self.lr is not None else d["lr"],
+            increase_ratio=self.increase_ratio if self.increase_ratio is not None else d["increase_ratio"],
+            val=tuple(self.val),
+        )
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.mode == "srgb" else 4
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        if "val" in kw:
+            kw["val"] = tuple(kw["val"])
+        return cls(**kw)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))

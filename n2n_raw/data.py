@@ -1,0 +1,230 @@
+"""Training data: sources of images/mosaics and random crops, reproducible from (seed, step).
+
+A source holds N training items and cuts crops:
+- sRGB: uint8 (H, W, 3) images → crops (3, P, P) float32 in [0, 1] (clean; noise is added per step).
+- raw: float32 (H, W) mosaics in [0, 1] with their CFA → crops of P×P mosaic pixels at even offsets
+  (in "rggb" mode offset by the CFA's R position so every crop starts with R), packed to (4, P/2, P/2).
+
+Sampling follows the paper's epochs: each pass over the data is a fresh permutation, one crop per item, last
+partial batch dropped. Which items and which crops a step uses depend only on (seed, step, sample index),
+so a resumed run, or a DDP rank taking its slice of the global batch, sees exactly the same data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import bayer
+from .errors import InputError
+
+
+@dataclass
+class RawItem:
+    """One training mosaic: ``crop(y, x, h, w)`` returns float32 (h, w); ``shape`` is (H, W)."""
+    name: str
+    shape: tuple[int, int]
+    cfa: str
+    crop: Callable[[int, int, int, int], np.ndarray]
+
+
+class SrgbSource:
+    mode = "srgb"
+    channels = 3
+
+    def __init__(self, images: list[np.ndarray], names: list[str], patch: int):
+        for im, name in zip(images, names):
+            if im.shape[0] < patch or im.shape[1] < patch:
+                raise InputError(f"{name}: image {im.shape[0]}×{im.shape[1]} is smaller than --patch-size {patch}")
+        self.images, self.names, self.patch = images, names, patch
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def crop(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        im, p = self.images[i], self.patch
+        y = int(rng.integers(0, im.shape[0] - p + 1))
+        x = int(rng.integers(0, im.shape[1] - p + 1))
+        return np.ascontiguousarray(im[y:y + p, x:x + p].transpose(2, 0, 1))
+
+
+class RawSource:
+    mode = "raw"
+    channels = 4
+
+    def __init__(self, items: list[RawItem], patch: int, cfa_mode: str = "rggb", augment: bool = False):
+        self.items, self.patch, self.cfa_mode, self.augment = items, patch, cfa_mode, augment
+        margin = 2 if (cfa_mode == "rggb" or augment) else 0  # room for the CFA offset / re-phasing
+        for it in items:
+            if it.shape[0] < patch + margin or it.shape[1] < patch + margin:
+                raise InputError(f"{it.name}: mosaic {it.shape[0]}×{it.shape[1]} is smaller than "
+                                 f"--patch-size {patch} (+{margin} for the CFA phase)")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def crop(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        it, p = self.items[i], self.patch
+        h, w = it.shape
+        if self.augment:
+            # Cut p+2, flip/transpose, then re-phase to the item's layout by cropping (Liu et al. 2019).
+            y = 2 * int(rng.integers(0, (h - p - 2) // 2 + 1))
+            x = 2 * int(rng.integers(0, (w - p - 2) // 2 + 1))
+            hf, vf, tr = (bool(b) for b in rng.integers(0, 2, size=3))
+            m, cfa = bayer.augment(it.crop(y, x, p + 2, p + 2), it.cfa, hflip=hf, vflip=vf, transpose=tr)
+            if self.cfa_mode == "rggb":
+                m = bayer.unify_crop(m, cfa)[:p, :p]
+            else:  # positional: restore the item's own phase so the packed channels keep their meaning
+                dy, dx = _phase_shift(cfa, it.cfa)
+                m = m[dy:dy + p, dx:dx + p]
+            return bayer.pack(np.ascontiguousarray(m))
+        dy, dx = bayer.cfa_offset(it.cfa) if self.cfa_mode == "rggb" else (0, 0)
+        y = dy + 2 * int(rng.integers(0, (h - dy - p) // 2 + 1))
+        x = dx + 2 * int(rng.integers(0, (w - dx - p) // 2 + 1))
+        return bayer.pack(np.ascontiguousarray(it.crop(y, x, p, p), dtype=np.float32))
+
+
+def _phase_shift(cfa_now: str, cfa_want: str) -> tuple[int, int]:
+    """(dy, dx) crop that turns a mosaic in ``cfa_now`` phase into ``cfa_want`` phase."""
+    a, b = bayer.cfa_offset(cfa_now), bayer.cfa_offset(cfa_want)
+    return (a[0] - b[0]) % 2, (a[1] - b[1]) % 2
+
+
+def sample_indices(n_items: int, step: int, batch: int, seed: int, steps_per_epoch: int | None) -> np.ndarray:
+    """Item indices of the global batch of ``step``.
+
+    With ``steps_per_epoch`` (natural epochs) epoch e is permutation e, its last partial batch dropped.
+    Without it (``--steps`` runs) samples run through successive permutations continuously.
+    """
+    if steps_per_epoch is not None:
+        e, k = divmod(step, steps_per_epoch)
+        positions = [(e, k * batch + b) for b in range(batch)]
+    else:
+        positions = [divmod(step * batch + b, n_items) for b in range(batch)]
+    perms: dict[int, np.ndarray] = {}
+    out = np.empty(batch, np.int64)
+    for b, (e, pos) in enumerate(positions):
+        if e not in perms:
+            perms[e] = np.random.default_rng([seed, e, 1]).permutation(n_items)
+        out[b] = perms[e][pos]
+    return out
+
+
+def make_batch(source, step: int, batch: int, seed: int, steps_per_epoch: int | None,
+               rank_slice: slice = slice(None)) -> torch.Tensor:
+    """Crops of the global batch of ``step`` (or this rank's slice of it).
+
+    Returns float32 (B, C, P, P) in [0, 1] (sRGB: clean; raw: noisy, packed C=4 with side P/2).
+    """
+    idx = sample_indices(len(source), step, batch, seed, steps_per_epoch)
+    crops = []
+    for b in range(batch)[rank_slice]:
+        rng = np.random.default_rng([seed, step, b, 2])  # per sample: independent of the rank layout
+        crops.append(source.crop(int(idx[b]), rng))
+    arr = np.stack(crops)
+    t = torch.from_numpy(arr)
+    return t.float().div_(255.0) if arr.dtype == np.uint8 else t
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+def load_source(cfg) -> SrgbSource | RawSource:
+    """The training source for a resolved :class:`~n2n_raw.config.TrainConfig`."""
+    if cfg.mode == "srgb":
+        images, names = _load_srgb(cfg)
+        return SrgbSource(images, names, cfg.patch_size)
+    return RawSource(_load_raw(cfg), cfg.patch_size, cfg.cfa_mode, cfg.augment)
+
+
+def _load_srgb(cfg) -> tuple[list[np.ndarray], list[str]]:
+    from .io import store as store_io
+    if cfg.data is None:
+        from .synthetic import dead_leaves_set
+        side = max(256, cfg.patch_size)
+        ims = dead_leaves_set(cfg.default_data_size, side, side, seed=1234)
+        return ims, [f"dead-leaves #{i}" for i in range(len(ims))]
+    path = Path(cfg.data)
+    if path.is_dir():
+        from .io.images import list_images, read_rgb
+        files = list_images(path)
+        return [read_rgb(f) for f in files], [str(f) for f in files]
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    st = _open_store(path, "srgb")
+    return [st.read(i) for i in range(len(st))], [f"{path}[{n}]" for n in st.names]
+
+
+def _open_store(path: Path, mode: str):
+    from .io.store import Store
+    st = Store(path)
+    if st.mode != mode:
+        raise InputError(f"{path}: this store holds {st.mode} data, not {mode}")
+    return st
+
+
+def _in_memory(name: str, mosaic: np.ndarray, cfa: str) -> RawItem:
+    return RawItem(name, tuple(mosaic.shape), cfa, lambda y, x, h, w, m=mosaic: m[y:y + h, x:x + w])
+
+
+def _load_raw(cfg) -> list[RawItem]:
+    override = bayer.check_cfa(cfg.cfa) if cfg.cfa else None
+    if cfg.data is None:
+        return default_raw_items()
+    path = Path(cfg.data)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir():
+        from .io import sidd
+        items: list[RawItem] = []
+        try:
+            frames = sidd.find_frames(path)
+        except InputError:
+            frames = []
+        if frames:
+            for fs in frames:
+                meta = sidd.read_metadata(fs.meta, phone_hint=_phone(fs.scene)) if fs.meta else None
+                cfa = override or (meta.cfa if meta else None)
+                if cfa is None:
+                    raise InputError(f"{fs.noisy}: no metadata file beside it; pass --cfa")
+                items.append(_in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), cfa))
+            return items
+        from .io import dng
+        for f in dng.find_dngs(path):
+            r = dng.read_dng(f)
+            items.append(_in_memory(str(f), r.mosaic, override or r.cfa))
+        return items
+    st = _open_store(path, "raw")
+    items = []
+    for i in range(len(st)):
+        a = st.attrs(i)
+        cfa = override or a.get("cfa")
+        if cfa is None:
+            raise InputError(f"{path}: item {st.names[i]} has no CFA attribute; pass --cfa")
+        items.append(RawItem(f"{path}[{st.names[i]}]", st.shape(i), str(cfa),
+                             lambda y, x, h, w, i=i: st.read_crop(i, y, x, h, w)))
+    return items
+
+
+def _phone(scene: str) -> str | None:
+    parts = scene.split("_")
+    return parts[2] if len(parts) > 2 else None
+
+
+def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed: int = 1234) -> list[RawItem]:
+    """The built-in raw training set: noisy SIDD-like mosaics of every phone's CFA (no download)."""
+    from .io.sidd import PHONE_CFA
+    from .sidd_synth import add_raw_noise, clean_mosaic, raw_noise_params
+    rng = np.random.default_rng(seed)
+    phones = list(PHONE_CFA)
+    isos = [100, 400, 800, 1600, 3200]
+    items = []
+    for k in range(count):
+        phone = phones[k % len(phones)]
+        iso = isos[(k // len(phones)) % len(isos)]
+        clean = clean_mosaic(rng, size[0], size[1], PHONE_CFA[phone])
+        noisy = add_raw_noise(rng, clean, *raw_noise_params(iso))
+        items.append(_in_memory(f"synthetic {phone} ISO {iso} #{k}", noisy, PHONE_CFA[phone]))
+    return items

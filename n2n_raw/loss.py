@@ -1,0 +1,41 @@
+"""The Neighbor2Neighbor loss and its Λ (gamma) ramp.
+
+loss = λ1·mean((f(g1(y)) − g2(y))²) + λ2·Λ·mean((f(g1(y)) − g2(y) − (g1(f(y)) − g2(f(y))))²)
+
+where f(y) is a full-resolution pass without gradient (the method's only stop-gradient). Means run over all
+elements, values in [0, 1] units; reductions are done in fp32 even under bf16 autocast.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .subsample import subsample
+
+
+def gamma_for_epoch(epoch: int, n_epochs: int, increase_ratio: float) -> float:
+    """Λ for a 1-based (nominal) epoch: epoch / n_epochs · increase_ratio, constant within an epoch."""
+    return epoch / n_epochs * increase_ratio
+
+
+def n2n_loss(model: nn.Module, noisy: torch.Tensor, masks: torch.Tensor, gamma: float | torch.Tensor,
+             lambda1: float = 1.0, lambda2: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Neighbor2Neighbor loss for one batch.
+
+    Args:
+        model: maps (N, C, H, W) → (N, C, H, W).
+        noisy: y, (N, C, H, W), H and W multiples of 64 (the half-size sub-image feeds the U-Net).
+        masks: from :func:`n2n_raw.subsample.draw_masks` for this batch.
+        gamma: Λ of the current epoch.
+    Returns:
+        (loss, rec, reg): scalars in fp32; loss = lambda1·rec + lambda2·gamma·reg.
+    """
+    with torch.no_grad():
+        fy = model(noisy)
+        fg1, fg2 = subsample(fy, masks)
+        exp_diff = (fg1 - fg2).float()
+    g1, g2 = subsample(noisy, masks)
+    diff = model(g1).float() - g2.float()
+    rec = torch.mean(diff ** 2)
+    reg = torch.mean((diff - exp_diff) ** 2)
+    return lambda1 * rec + lambda2 * gamma * reg, rec.detach(), reg.detach()

@@ -1,0 +1,256 @@
+"""The training loop, top to bottom: run folder → data → model → schedule → steps → checkpoints.
+
+Everything random in a step (which items, which crops, the synthetic noise, the sub-sampler masks) is drawn
+from generators seeded by (seed, step), so a run resumed from a checkpoint continues exactly as if it had
+never stopped, and DDP ranks draw the global batch's randomness identically and take their own slice.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .data import load_source, make_batch
+from .errors import InputError
+from .loss import gamma_for_epoch, n2n_loss
+from .noise import make_noise
+from .progress import ProgressHook
+from .subsample import draw_masks
+from .unet import UNet
+
+METRIC_FIELDS = ["step", "epoch", "lr", "gamma", "loss", "rec", "reg", "seconds", "crops_per_s",
+                 "val_psnr", "val_ssim"]
+RUN_FILES = ("config.json", "metrics.csv", "summary.json", "curves.png", "comparison.png")
+
+
+# ------------------------------------------------------------------------------------------- schedule
+
+def epoch_of(step: int, total_steps: int, n_epochs: int, steps_per_epoch: int | None) -> int:
+    """1-based (nominal) epoch of a 0-based step."""
+    if steps_per_epoch is not None:
+        return step // steps_per_epoch + 1
+    return step * n_epochs // total_steps + 1
+
+
+def lr_factor(epoch: int, n_epochs: int) -> float:
+    """The reference's MultiStepLR(×0.5) for 1-based ``epoch``: halved from epochs int(0.2E), int(0.4E),
+    int(0.6E), int(0.8E) on (E = 100: epochs 20, 40, 60, 80). Milestones that fall before epoch 1 (E < 5)
+    are dropped rather than halving from the start."""
+    milestones = [int(f * n_epochs) for f in (0.2, 0.4, 0.6, 0.8)]
+    return 0.5 ** sum(1 for m in milestones if m >= 1 and epoch >= m)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """A 63-bit seed for the device generator of ``step`` (masks and noise)."""
+    return int(np.random.SeedSequence([seed, step, 3]).generate_state(1, np.uint64)[0] >> 1)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> "Dist":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("--device: cuda was asked for but no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    if name != "cpu":
+        raise InputError(f"--device: unknown device {name!r} (expected auto, cpu or cuda)")
+    return torch.device("cpu")
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    """Refuse to clobber a run: an existing run needs --resume (continue) or --force (start over)."""
+    if resume:
+        if not (run_dir / "config.json").is_file():
+            raise InputError(f"{run_dir}: nothing to resume (no config.json)")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not force:
+            raise InputError(f"{run_dir}: run folder is not empty (use --resume to continue it or --force to start over)")
+        for p in run_dir.iterdir():  # remove only what a run writes
+            if p.name in RUN_FILES or p.name.startswith(("ckpt-", ".ckpt-")) or p.name == "tensorboard":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+class MetricsLog:
+    """metrics.csv, appended row by row (on resume, rows past the checkpoint are dropped first)."""
+
+    def __init__(self, path: Path, keep_until_step: int | None):
+        self.path = path
+        rows = []
+        if keep_until_step is not None and path.exists():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= keep_until_step]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, METRIC_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, METRIC_FIELDS).writerow({k: row.get(k, "") for k in METRIC_FIELDS})
+
+
+# ------------------------------------------------------------------------------------------- validation
+
+def make_validator(cfg: TrainConfig, device: torch.device):
+    """A function model → (psnr, ssim) for the configured validation data, or None."""
+    if cfg.mode == "srgb" and cfg.val:
+        from .evaluate import evaluate_srgb
+        return lambda m: _ps(evaluate_srgb(m, list(cfg.val), cfg.noise, cfg.val_repeat, 101, device, cfg.precision))
+    if cfg.mode == "raw" and cfg.val_noisy:
+        if not cfg.val_gt:
+            raise InputError("--val-gt: needed together with --val-noisy")
+        from .evaluate import evaluate_raw
+        from .io.sidd import block_cfas, read_blocks
+        noisy, gt = read_blocks(cfg.val_noisy), read_blocks(cfg.val_gt)
+        cfas = block_cfas(noisy.shape[0], cfg.cfa)
+        return lambda m: _ps(evaluate_raw(m, noisy, gt, cfas, cfg.cfa_mode, 32, device, cfg.precision))
+    return None
+
+
+def _ps(report: dict) -> tuple[float, float]:
+    return report["psnr"], report["ssim"]
+
+
+# ------------------------------------------------------------------------------------------- the loop
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
+          log=print) -> dict:
+    """Train a Neighbor2Neighbor U-Net; returns the summary (also written to RUN_DIR/summary.json)."""
+    run_dir, dist = Path(run_dir), Dist.from_env()
+    if resume:  # the run's own configuration wins; only the device may change
+        device_name = cfg.device
+        cfg = TrainConfig.load(run_dir / "config.json") if (run_dir / "config.json").is_file() else cfg
+        cfg = TrainConfig.from_dict({**json.loads(cfg.to_json()), "device": device_name})
+    cfg = cfg.resolved()
+    if dist.rank == 0:
+        prepare_run_dir(run_dir, resume, force)
+        (run_dir / "config.json").write_text(cfg.to_json())
+    device = pick_device(cfg.device, dist.local_rank)
+    if dist.world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+    # Data, model, optimiser.
+    source = load_source(cfg)
+    torch.manual_seed(cfg.seed)
+    model = UNet(cfg.channels, cfg.channels, init=cfg.init).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    noise = make_noise(cfg.noise).to(device) if cfg.mode == "srgb" else None
+
+    # Schedule: natural epochs (one crop per item, last partial batch dropped) or --steps split into epochs.
+    global_batch = cfg.batch_size * dist.world
+    if cfg.steps is None:
+        steps_per_epoch = len(source) // global_batch
+        if steps_per_epoch == 0:
+            raise InputError(f"{cfg.data or 'default data'}: {len(source)} training images are fewer than one "
+                             f"batch of {global_batch}; use --steps or a smaller --batch-size")
+        total = steps_per_epoch * cfg.epochs
+    else:
+        steps_per_epoch, total = None, cfg.steps
+    part = (slice(dist.rank * cfg.batch_size, (dist.rank + 1) * cfg.batch_size), global_batch)
+
+    start = 0
+    if resume:
+        found = ckpt.list_checkpoints(run_dir)
+        if found:
+            meta, tensors = ckpt.load_checkpoint(found[-1])
+            model.load_state_dict(ckpt.build_model(meta, tensors, str(found[-1])).state_dict())
+            ckpt.restore_optimizer(optimizer, meta, tensors)
+            start = int(meta["step"])
+    metrics = MetricsLog(run_dir / "metrics.csv", start) if dist.rank == 0 else None
+
+    net = model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    validate = make_validator(cfg, device) if dist.rank == 0 and cfg.val_every > 0 else None
+    gen = torch.Generator(device=device)
+    progress = ProgressHook("train", "step", enabled=dist.rank == 0)
+    ckpt_meta = lambda step, epoch, extra: {"mode": cfg.mode, "cfa_mode": cfg.cfa_mode, "noise": cfg.noise,  # noqa: E731
+                                            "epoch": epoch, "total_steps": total, "config": json.loads(cfg.to_json()),
+                                            "metrics": extra}
+    if dist.rank == 0:
+        log(f"training {cfg.mode} on {device.type}: {len(source)} items, {total} steps of batch {global_batch}, "
+            f"{cfg.epochs} epochs, lr {cfg.lr:g}, γ {cfg.increase_ratio:g}, init {cfg.init}"
+            + (f" (resuming at step {start})" if start else ""))
+
+    # The loop.
+    t0, t_last, s_last = time.perf_counter(), time.perf_counter(), start
+    acc = torch.zeros(3, device=device)
+    last: dict = {}
+    for step in range(start, total):
+        epoch = epoch_of(step, total, cfg.epochs, steps_per_epoch)
+        lr = cfg.lr * lr_factor(epoch, cfg.epochs)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        gamma = gamma_for_epoch(epoch, cfg.epochs, cfg.increase_ratio)
+
+        batch = make_batch(source, step, global_batch, cfg.seed, steps_per_epoch, part[0]).to(device, non_blocking=True)
+        gen.manual_seed(step_seed(cfg.seed, step))
+        noisy = noise(batch, gen, part) if noise is not None else batch
+        masks = draw_masks(global_batch, noisy.shape[-2], noisy.shape[-1], gen)[:, part[0]]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.precision != "fp32"):
+            loss, rec, reg = n2n_loss(net, noisy, masks, gamma, cfg.lambda1, cfg.lambda2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        acc += torch.stack([loss.detach(), rec, reg])
+
+        done = step + 1
+        epoch_end = done == total or epoch_of(done, total, cfg.epochs, steps_per_epoch) != epoch
+        if dist.rank != 0:
+            continue
+        if done % cfg.log_every == 0 or epoch_end:
+            now = time.perf_counter()
+            vals = (acc / (done - s_last)).tolist()
+            last = {"step": done, "epoch": epoch, "lr": lr, "gamma": gamma, "loss": vals[0], "rec": vals[1],
+                    "reg": vals[2], "seconds": round(now - t0, 3),
+                    "crops_per_s": round((done - s_last) * global_batch / max(now - t_last, 1e-9), 2)}
+            progress(done, total, epoch=epoch, loss=f"{vals[0]:.5f}", crops_s=last["crops_per_s"])
+            acc.zero_()
+            t_last, s_last = now, done
+            if epoch_end and validate and (epoch % cfg.val_every == 0 or done == total):
+                last["val_psnr"], last["val_ssim"] = validate(model)
+                model.train()
+                progress.message(f"epoch {epoch}: validation PSNR {last['val_psnr']:.2f} dB, SSIM {last['val_ssim']:.4f}")
+            metrics.write(last)
+        if epoch_end or (cfg.ckpt_every and done % cfg.ckpt_every == 0):
+            ckpt.save_checkpoint(run_dir, done, model, optimizer, ckpt_meta(done, epoch, last), cfg.keep_checkpoints)
+    progress.close()
+
+    summary = {"steps": total, "seconds": round(time.perf_counter() - t0, 2), **{k: last.get(k) for k in
+               ("loss", "val_psnr", "val_ssim")}, "run_dir": str(run_dir)}
+    if dist.rank == 0:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if dist.world > 1:
+        torch.distributed.barrier()
+    return summary
