@@ -51,7 +51,8 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
     stem = run_dir / f"ckpt-{step:08d}"
     _atomic_write(stem.with_suffix(".safetensors"), lambda p: save_file(tensors, str(p)))
     full = {"format": FORMAT, "version": 1, "arch": ARCH, "step": step,
-            "model": {"in_ch": model.in_ch, "out_ch": model.out_ch, "init": model.init},
+            "model": {"in_ch": model.in_ch, "out_ch": model.out_ch, "init": model.init,
+                      "residual": model.residual},
             "optim_param_groups": optim_groups,
             "versions": {"n2n_raw": __version__, "torch": torch.__version__}, **meta}
     _atomic_write(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(full, indent=2)))
@@ -116,7 +117,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
 def build_model(meta: dict, tensors: dict[str, torch.Tensor], where: str = "checkpoint") -> UNet:
     """The U-Net of a checkpoint with its weights loaded (strict)."""
     m = meta["model"]
-    model = UNet(int(m["in_ch"]), int(m["out_ch"]), init=m.get("init", "standard"))
+    model = UNet(int(m["in_ch"]), int(m["out_ch"]), init=m.get("init", "standard"),
+                 residual=bool(m.get("residual", False)))
     sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(sd, strict=True)

@@ -133,6 +133,8 @@ def train(mode: str = typer.Option(..., help="srgb or raw."),
                                          "of 64 (srgb) / 128 (raw)."),
           lr: Optional[float] = typer.Option(None, help="Adam LR. Default: paper's 3e-4 (srgb), 1e-4 (raw, "
                                              "from secondary summaries of the paper)."),
+          lr_rule: str = typer.Option("sqrt", help="LR for a global batch B ≠ 4 (DDP or --batch-size): "
+                                      "lr·sqrt(B/4) (sqrt), lr·B/4 (linear) or lr (none)."),
           increase_ratio: Optional[float] = typer.Option(None, help="γ of Λ = epoch/E·γ. Default 2 (srgb, "
                                                          "reference code), 1 (raw, as reported)."),
           lambda1: float = typer.Option(1.0, help="Weight of the reconstruction term."),
@@ -140,6 +142,7 @@ def train(mode: str = typer.Option(..., help="srgb or raw."),
           seed: int = typer.Option(0, help="Seed of everything random (a CPU run is reproducible)."),
           init: str = typer.Option("standard", help="standard (PyTorch default, fast to denoise) or paper "
                                    "(Kaiming ×0.1 as the reference; use to reproduce the paper's tables)."),
+          residual: bool = typer.Option(False, "--residual", help="Output skip f(y) = y + net(y) (not in the paper)."),
           val: List[Path] = typer.Option([], help="srgb validation folders (paper protocol), repeatable."),
           val_repeat: Optional[int] = typer.Option(None, help="Override the paper's repeats per folder."),
           val_noisy: Optional[Path] = typer.Option(None, help="raw: ValidationNoisyBlocksRaw.mat."),
@@ -166,13 +169,15 @@ def train(mode: str = typer.Option(..., help="srgb or raw."),
         if p is not None and not p.exists():
             raise InputError(f"{p}: no such file or folder")
     cfg = TrainConfig(mode=mode, data=str(data) if data else None, noise=noise, epochs=epochs, steps=steps,
-                      batch_size=batch_size, patch_size=patch_size, lr=lr, increase_ratio=increase_ratio,
-                      lambda1=lambda1, lambda2=lambda2, seed=seed, init=init, cfa_mode=cfa_mode, cfa=cfa,
+                      batch_size=batch_size, patch_size=patch_size, lr=lr, lr_rule=lr_rule, increase_ratio=increase_ratio,
+                      lambda1=lambda1, lambda2=lambda2, seed=seed, init=init, residual=residual, cfa_mode=cfa_mode, cfa=cfa,
                       augment=augment, val=tuple(str(v) for v in val), val_repeat=val_repeat,
                       val_noisy=str(val_noisy) if val_noisy else None, val_gt=str(val_gt) if val_gt else None,
                       val_every=val_every, device=device, precision=precision, compile=compile,
                       log_every=max(1, log_every), ckpt_every=ckpt_every, keep_checkpoints=keep_checkpoints)
     summary = run(cfg, out, resume=resume, force=force, log=lambda s: typer.echo(s, err=True))
+    if summary["rank"] != 0:  # DDP: rank 0 reports
+        return
     val_txt = f", validation PSNR {summary['val_psnr']:.2f} dB" if summary.get("val_psnr") is not None else ""
     _out(f"{out}: {summary['steps']} steps in {summary['seconds']:.1f} s, final loss {summary['loss']:.6f}{val_txt}")
 

@@ -19,6 +19,8 @@ from .unet import INITS
 MODES = ("srgb", "raw")
 CFA_MODES = ("rggb", "positional")
 PRECISIONS = ("auto", "bf16", "fp32")
+LR_RULES = ("sqrt", "linear", "none")
+PAPER_BATCH = 4
 PAPER_DEFAULTS = {"srgb": {"lr": 3e-4, "increase_ratio": 2.0}, "raw": {"lr": 1e-4, "increase_ratio": 1.0}}
 
 
@@ -33,10 +35,12 @@ class TrainConfig:
     patch_size: int = 256                # input pixels (raw: mosaic pixels, packed to half)
     lr: float | None = None              # None: the paper's default for the mode
     increase_ratio: float | None = None  # None: the paper's default for the mode
+    lr_rule: str = "sqrt"                # LR for global batch B: lr·sqrt(B/4) ("sqrt"), lr·B/4 ("linear"), lr ("none")
     lambda1: float = 1.0
     lambda2: float = 1.0
     seed: int = 0
     init: str = "standard"               # "paper" = Kaiming ×0.1 (see README: convergence)
+    residual: bool = False               # output skip f(y) = y + net(y) (not in the paper)
     cfa_mode: str = "rggb"               # raw: unify to R, G1, G2, B ("rggb") or pack by position
     cfa: str | None = None               # raw: override the CFA of every input
     augment: bool = False                # raw: Bayer-preserving flips/transposes (off in the paper)
@@ -64,6 +68,7 @@ class TrainConfig:
             (self.init in INITS, f"--init: unknown init {self.init!r} (expected paper or standard)"),
             (self.cfa_mode in CFA_MODES, f"--cfa-mode: unknown mode {self.cfa_mode!r} (expected rggb or positional)"),
             (self.precision in PRECISIONS, f"--precision: unknown value {self.precision!r} (expected auto, bf16 or fp32)"),
+            (self.lr_rule in LR_RULES, f"--lr-rule: unknown rule {self.lr_rule!r} (expected sqrt, linear or none)"),
             (self.epochs >= 1, f"--epochs: must be >= 1, got {self.epochs}"),
             (self.steps is None or self.steps >= self.epochs,
              f"--steps: must be >= --epochs ({self.epochs}) so every nominal epoch has a step, got {self.steps}"),
@@ -85,6 +90,12 @@ class TrainConfig:
             increase_ratio=self.increase_ratio if self.increase_ratio is not None else d["increase_ratio"],
             val=tuple(self.val),
         )
+
+    def scaled_lr(self, global_batch: int) -> float:
+        """The base LR for a global batch (the paper's lr is for batch 4). Adam's update size does not grow
+        with the batch, so the square-root rule is the default; "linear" follows Goyal et al. for SGD."""
+        factor = {"sqrt": (global_batch / PAPER_BATCH) ** 0.5, "linear": global_batch / PAPER_BATCH, "none": 1.0}
+        return self.lr * factor[self.lr_rule]
 
     @property
     def channels(self) -> int:

@@ -112,7 +112,7 @@ def evaluate_raw(model: torch.nn.Module, noisy: np.ndarray, gt: np.ndarray, cfas
     for i in range(noisy.shape[0]):
         for j in range(noisy.shape[1]):
             p, s = metrics.raw_block_metrics(pred[i, j], gt[i, j])
-            pn, _ = metrics.raw_block_metrics(noisy[i, j], gt[i, j])
+            pn = metrics.psnr(np.clip(noisy[i, j], 0, 1), gt[i, j], 1.0)
             rows.append({"image": i, "block": j, "psnr": p, "ssim": s, "noisy_psnr": pn})
     report = _summary(rows)
     mp = noisy.size / 1e6

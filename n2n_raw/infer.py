@@ -69,10 +69,10 @@ def denoise_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int = 512, over
     """
     device = torch.device(device)
     c, h, w = x.shape
-    if h <= tile and w <= tile:
+    if h <= tile + MULT and w <= tile + MULT:  # a little over (e.g. a CFA pad) is cheaper than tiling
         return forward_padded(model, x[None].to(device), precision)[0].cpu()
     tile = max(MULT * 4, tile // MULT * MULT)
-    overlap = min(math.ceil(overlap / MULT) * MULT, (tile - MULT) // 2 // MULT * MULT)
+    overlap = min(math.ceil(overlap / MULT) * MULT, tile // 4 // MULT * MULT)
     core = tile - 2 * overlap
     out = torch.empty((c, h, w), dtype=torch.float32)
     for y0 in range(0, h, core):

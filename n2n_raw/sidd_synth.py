@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from .errors import InputError
 from .io import sidd
@@ -35,6 +36,11 @@ PHONES = ("GP", "IP", "S6", "N6", "G4")
 _A100, _A_EXP = 1.0e-4, 0.85   # shot-noise gain: a = _A100 · (iso/100)^_A_EXP
 _B100, _B_EXP = 1.0e-6, 1.40   # read-noise variance: b = _B100 · (iso/100)^_B_EXP
 _CHROMA = 0.7  # scene colours are pulled 30 % towards grey: natural scenes are mostly low-chroma
+# Optics: a lens + sensor point-spread function (Gaussian, raw pixels). Without it every leaf edge is a
+# one-pixel step and neighbouring raw pixels differ far more than real phone raw does (where noise, not
+# content, dominates the difference of neighbours), which no denoiser trained on neighbours can undo.
+_PSF_SIGMA = 1.0
+_SCALE = 4  # scenes are drawn at 1/4 of the raw resolution: phone raw is sampled finer than its detail
 
 
 def raw_noise_params(iso: float) -> tuple[float, float]:
@@ -76,6 +82,14 @@ def mosaic(rgb: np.ndarray, cfa: str) -> np.ndarray:
     return out
 
 
+def scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A natural-like RGB scene (height, width, 3) float32 in [0, 1] at raw resolution: a dead-leaves image
+    drawn at 1/_SCALE of the size and upsampled (bilinear), so detail is coarser than the pixel grid."""
+    small = dead_leaves(rng, math.ceil(height / _SCALE) + 1, math.ceil(width / _SCALE) + 1)
+    big = ndimage.zoom(small, (_SCALE, _SCALE, 1), order=1, grid_mode=True, mode="nearest")
+    return np.clip(big[:height, :width], 0.0, 1.0).astype(np.float32)
+
+
 def clean_mosaic(rng: np.random.Generator, height: int, width: int, cfa: str, *,
                  rgb: np.ndarray | None = None) -> np.ndarray:
     """A clean raw-like Bayer mosaic.
@@ -86,16 +100,17 @@ def clean_mosaic(rng: np.random.Generator, height: int, width: int, cfa: str, *,
         cfa: one of ``sidd.CFAS``, MATLAB orientation (row-major 2×2 cell).
         rgb: optional (height, width, 3) sRGB image in [0, 1] to use instead of a new dead-leaves image.
     Returns:
-        float32 (height, width) in [0, 1]: chroma reduced to 70 %, linear light, exposure in [0.35, 0.9],
+        float32 (height, width) in [0, 1]: blurred by the optics' PSF, chroma reduced to 70 %, linear light, exposure in [0.35, 0.9],
         sensor gains R ∈ [0.40, 0.60], G = 1, B ∈ [0.35, 0.55] (so over any sizeable area the two greens
         are the brightest sites, as in unbalanced raw), sampled with ``cfa``.
     """
     cfa = sidd.check_cfa(cfa)
     if rgb is None:
-        rgb = dead_leaves(rng, int(height), int(width))
+        rgb = scene(rng, int(height), int(width))
     elif rgb.shape != (height, width, 3):
         raise ValueError(f"rgb must be ({height}, {width}, 3), got {rgb.shape}")
     rgb = np.asarray(rgb, dtype=np.float32)
+    rgb = ndimage.gaussian_filter(rgb, sigma=(_PSF_SIGMA, _PSF_SIGMA, 0), mode="reflect")
     grey = rgb.mean(axis=-1, keepdims=True)
     lin = srgb_to_linear(np.clip(grey + _CHROMA * (rgb - grey), 0.0, 1.0))
     exposure = rng.uniform(0.35, 0.9)
@@ -184,7 +199,7 @@ def make_sidd_world(out_dir, *, scenes_per_phone: int = 1, frame_size: tuple[int
 
     # A few dead-leaves canvases; every scene / image is a transformed crop of one (fast, varied enough).
     side = max(512, h, w, src_h, src_w)
-    canvases = [dead_leaves(rng, side, side) for _ in range(3)]
+    canvases = [scene(rng, side, side) for _ in range(3)]
 
     # --- SIDD_Medium_Raw ---
     held_out = {int(s[:4]) for s in sidd.BLOCK_SCENES}

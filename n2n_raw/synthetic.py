@@ -7,16 +7,18 @@ gets a smooth shading gradient and a little texture so that the images are not p
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 
-def dead_leaves(rng: np.random.Generator, height: int, width: int, *, r_min: float = 2.0,
-                r_max: float | None = None, max_leaves: int = 4000) -> np.ndarray:
+def dead_leaves(rng: np.random.Generator, height: int, width: int, *, r_min: float = 4.0,
+                r_max: float | None = None, max_leaves: int = 4000, blur: float = 0.8) -> np.ndarray:
     """One natural-like RGB image.
 
     Args:
         rng: numpy Generator (the only source of randomness).
         height, width: output size in pixels.
         r_min, r_max: leaf radius range in pixels; radii follow p(r) ∝ r^-3 (scale invariance).
+        blur: σ in pixels of the Gaussian blur applied at the end (optics).
     Returns:
         float32 array (height, width, 3) with values in [0, 1].
     """
@@ -46,7 +48,7 @@ def dead_leaves(rng: np.random.Generator, height: int, width: int, *, r_min: flo
         shade = 1.0 + grad[0] * (yy - cy) + grad[1] * (xx - cx)
         leaf = colour[None, None, :] * shade[..., None]
         if rng.uniform() < 0.3:  # some leaves carry a stripe texture
-            freq, phase = rng.uniform(0.1, 0.8), rng.uniform(0, 2 * np.pi)
+            freq, phase = rng.uniform(0.05, 0.4), rng.uniform(0, 2 * np.pi)
             ang = rng.uniform(0, np.pi)
             stripes = 0.15 * np.sin(freq * (np.cos(ang) * xx + np.sin(ang) * yy) + phase)
             leaf = leaf * (1.0 + stripes[..., None])
@@ -55,6 +57,9 @@ def dead_leaves(rng: np.random.Generator, height: int, width: int, *, r_min: flo
         covered[y0:y1, x0:x1] |= inside
         if covered.all():
             break
+    # A camera's optics never render a step edge as a one-pixel jump; a slight blur gives neighbouring
+    # pixels the correlation of real photographs.
+    img = ndimage.gaussian_filter(img, sigma=(blur, blur, 0), mode="reflect") if blur > 0 else img
     return np.clip(img, 0.0, 1.0)
 
 

@@ -140,8 +140,12 @@ def _ps(report: dict) -> tuple[float, float]:
 # ------------------------------------------------------------------------------------------- the loop
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
-          log=print) -> dict:
-    """Train a Neighbor2Neighbor U-Net; returns the summary (also written to RUN_DIR/summary.json)."""
+          log=print, validator=None) -> dict:
+    """Train a Neighbor2Neighbor U-Net; returns the summary (also written to RUN_DIR/summary.json).
+
+    ``validator`` (model → (psnr, ssim)) replaces the configured validation (benchmarks use it). The
+    ``seconds`` of metrics.csv count training only, not validation.
+    """
     run_dir, dist = Path(run_dir), Dist.from_env()
     if resume:  # the run's own configuration wins; only the device may change
         device_name = cfg.device
@@ -161,12 +165,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     # Data, model, optimiser.
     source = load_source(cfg)
     torch.manual_seed(cfg.seed)
-    model = UNet(cfg.channels, cfg.channels, init=cfg.init).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    model = UNet(cfg.channels, cfg.channels, init=cfg.init, residual=cfg.residual).to(device)
+    global_batch = cfg.batch_size * dist.world
+    base_lr = cfg.scaled_lr(global_batch)
+    optimizer = torch.optim.Adam(model.parameters(), lr=base_lr)
     noise = make_noise(cfg.noise).to(device) if cfg.mode == "srgb" else None
 
     # Schedule: natural epochs (one crop per item, last partial batch dropped) or --steps split into epochs.
-    global_batch = cfg.batch_size * dist.world
     if cfg.steps is None:
         steps_per_epoch = len(source) // global_batch
         if steps_per_epoch == 0:
@@ -192,7 +197,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
-    validate = make_validator(cfg, device) if dist.rank == 0 and cfg.val_every > 0 else None
+    validate = None
+    if dist.rank == 0 and cfg.val_every > 0:
+        validate = validator or make_validator(cfg, device)
     gen = torch.Generator(device=device)
     progress = ProgressHook("train", "step", enabled=dist.rank == 0)
     ckpt_meta = lambda step, epoch, extra: {"mode": cfg.mode, "cfa_mode": cfg.cfa_mode, "noise": cfg.noise,  # noqa: E731
@@ -200,16 +207,17 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
                                             "metrics": extra}
     if dist.rank == 0:
         log(f"training {cfg.mode} on {device.type}: {len(source)} items, {total} steps of batch {global_batch}, "
-            f"{cfg.epochs} epochs, lr {cfg.lr:g}, γ {cfg.increase_ratio:g}, init {cfg.init}"
+            f"{cfg.epochs} epochs, lr {base_lr:g}, γ {cfg.increase_ratio:g}, init {cfg.init}"
             + (f" (resuming at step {start})" if start else ""))
 
     # The loop.
     t0, t_last, s_last = time.perf_counter(), time.perf_counter(), start
+    t_val = 0.0  # seconds spent validating, kept out of the training time
     acc = torch.zeros(3, device=device)
     last: dict = {}
     for step in range(start, total):
         epoch = epoch_of(step, total, cfg.epochs, steps_per_epoch)
-        lr = cfg.lr * lr_factor(epoch, cfg.epochs)
+        lr = base_lr * lr_factor(epoch, cfg.epochs)
         for g in optimizer.param_groups:
             g["lr"] = lr
         gamma = gamma_for_epoch(epoch, cfg.epochs, cfg.increase_ratio)
@@ -227,20 +235,29 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
 
         done = step + 1
         epoch_end = done == total or epoch_of(done, total, cfg.epochs, steps_per_epoch) != epoch
+        log_now = done % cfg.log_every == 0 or epoch_end
+        if log_now and dist.world > 1:  # report the global batch's loss, not rank 0's share
+            torch.distributed.all_reduce(acc)
+            acc /= dist.world
         if dist.rank != 0:
+            if log_now:
+                acc.zero_()
             continue
-        if done % cfg.log_every == 0 or epoch_end:
+        if log_now:
             now = time.perf_counter()
             vals = (acc / (done - s_last)).tolist()
             last = {"step": done, "epoch": epoch, "lr": lr, "gamma": gamma, "loss": vals[0], "rec": vals[1],
-                    "reg": vals[2], "seconds": round(now - t0, 3),
+                    "reg": vals[2], "seconds": round(now - t0 - t_val, 3),
                     "crops_per_s": round((done - s_last) * global_batch / max(now - t_last, 1e-9), 2)}
             progress(done, total, epoch=epoch, loss=f"{vals[0]:.5f}", crops_s=last["crops_per_s"])
             acc.zero_()
             t_last, s_last = now, done
             if epoch_end and validate and (epoch % cfg.val_every == 0 or done == total):
+                tv = time.perf_counter()
                 last["val_psnr"], last["val_ssim"] = validate(model)
                 model.train()
+                t_val += time.perf_counter() - tv
+                t_last += time.perf_counter() - tv
                 progress.message(f"epoch {epoch}: validation PSNR {last['val_psnr']:.2f} dB, SSIM {last['val_ssim']:.4f}")
             metrics.write(last)
         if epoch_end or (cfg.ckpt_every and done % cfg.ckpt_every == 0):
@@ -248,7 +265,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     progress.close()
 
     summary = {"steps": total, "seconds": round(time.perf_counter() - t0, 2), **{k: last.get(k) for k in
-               ("loss", "val_psnr", "val_ssim")}, "run_dir": str(run_dir)}
+               ("loss", "val_psnr", "val_ssim")}, "run_dir": str(run_dir),
+               "rank": dist.rank}
     if dist.rank == 0:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if dist.world > 1:

@@ -24,13 +24,18 @@ class UNet(nn.Module):
         in_ch, out_ch: channel counts (3 for sRGB, 4 for packed raw).
         init: "paper" = Kaiming-normal (fan-in, a=0) × 0.1 with zero biases, as the reference does;
             "standard" = PyTorch's default layer init (converges far faster on short runs, see README).
+        residual: add the input to the output (an "output skip"; not in the paper, off by default). The
+            network then starts near the identity instead of near zero.
     """
 
-    def __init__(self, in_ch: int = 3, out_ch: int = 3, init: str = "standard", f: int = 48):
+    def __init__(self, in_ch: int = 3, out_ch: int = 3, init: str = "standard", f: int = 48,
+                 residual: bool = False):
         super().__init__()
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        self.in_ch, self.out_ch, self.init = in_ch, out_ch, init
+        if residual and in_ch != out_ch:
+            raise ValueError("residual needs in_ch == out_ch")
+        self.in_ch, self.out_ch, self.init, self.residual = in_ch, out_ch, init, residual
         self.enc0 = _conv(in_ch, f)
         self.enc = nn.ModuleList([_conv(f, f) for _ in range(6)])  # enc1..enc6
         self.up = nn.ModuleList([nn.ConvTranspose2d(f, f, 2, stride=2)]
@@ -63,7 +68,8 @@ class UNet(nn.Module):
             h = act(self.dec_b[lvl](act(self.dec_a[lvl](h))))
         h = act(self.head[0](h))
         h = act(self.head[1](h))
-        return self.head[2](h)
+        out = self.head[2](h)
+        return out + x if self.residual else out
 
 
 def count_parameters(model: nn.Module) -> int:

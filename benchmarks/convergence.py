@@ -1,0 +1,174 @@
+"""Time to quality: PSNR against steps and wall-clock time for each training variant.
+
+Same data, seed and schedule for every variant (the paper's loss, sub-sampler and LR/Λ schedule laid over
+``--steps`` as `n2n-raw train --steps` does); only the variant's options differ.
+
+- srgb: gauss25, batch 4, patch 64, trained on the 124 images of Kodak + BSD300 (clean; noise drawn per step),
+  evaluated on held-out Set14 (256×256 centre crops, fixed noise, the paper's uint8 PSNR).
+- raw: the built-in synthetic SIDD-like raw training set (batch 4, patch 128), evaluated on held-out
+  synthetic validation blocks (SIDD convention).
+
+Writes CSV + PNG under --out and prints a summary table. CPU setting (default) fits in 30 min on 2 cores:
+    python benchmarks/convergence.py --task both --steps 1000 --eval-every 100
+GPU setting:
+    python benchmarks/convergence.py --task both --steps 50000 --eval-every 2500 --device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from n2n_raw import metrics  # noqa: E402
+from n2n_raw.config import TrainConfig  # noqa: E402
+from n2n_raw.io.images import read_rgb, validation_folder_images  # noqa: E402
+from n2n_raw.train import train  # noqa: E402
+
+VALIDATION = ROOT.parent / "shared" / "data" / "validation"
+VARIANTS = {
+    "standard": {"init": "standard"},
+    "paper": {"init": "paper"},
+    "standard+residual": {"init": "standard", "residual": True},
+    "paper+residual": {"init": "paper", "residual": True},
+}
+
+
+def srgb_task(tmp: Path, crop: int = 256):
+    """(data folder, evaluator factory, noisy PSNR) for the sRGB task."""
+    train_dir = tmp / "srgb_train"
+    train_dir.mkdir()
+    for sub in ("Kodak", "BSD300"):
+        for f in validation_folder_images(VALIDATION / sub):
+            (train_dir / f"{sub}_{f.name}").symlink_to(f)
+    rng = np.random.default_rng(7)
+    clean, noisy = [], []
+    for f in validation_folder_images(VALIDATION / "Set14"):
+        im = read_rgb(f)
+        y, x = (im.shape[0] - crop) // 2, (im.shape[1] - crop) // 2
+        c = im[y:y + crop, x:x + crop]
+        clean.append(c)
+        noisy.append((c.astype(np.float32) / 255 + rng.normal(0, 25 / 255, c.shape)).astype(np.float32))
+    batch = torch.from_numpy(np.stack(noisy).transpose(0, 3, 1, 2).copy())
+    noisy_psnr = float(np.mean([metrics.psnr_uint8(metrics.quantize_uint8(np.clip(n, 0, 1)), c)
+                                for n, c in zip(noisy, clean)]))
+
+    def evaluator(device):
+        @torch.no_grad()
+        def run(model):
+            model.eval()
+            out = torch.cat([model(batch[i:i + 4].to(device)).float().cpu() for i in range(0, len(batch), 4)])
+            pred = out.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+            return float(np.mean([metrics.psnr_uint8(metrics.quantize_uint8(p), c) for p, c in zip(pred, clean)])), 0.0
+        return run
+    return str(train_dir), evaluator, noisy_psnr, {"batch_size": 4, "patch_size": 64, "noise": "gauss25"}
+
+
+def raw_task(tmp: Path):
+    from n2n_raw.infer import denoise_blocks
+    from n2n_raw.io.sidd import block_cfas, read_blocks
+    from n2n_raw.sidd_synth import make_sidd_world
+    world = make_sidd_world(tmp / "world", scenes_per_phone=0, n_images=10, blocks_per_image=2, seed=11)
+    noisy, gt = read_blocks(world["val_noisy"]), read_blocks(world["val_gt"])
+    cfas = block_cfas(noisy.shape[0])
+    noisy_psnr = float(np.mean([metrics.psnr(np.clip(n, 0, 1), g, 1.0) for n, g in
+                                zip(noisy.reshape(-1, *noisy.shape[2:]), gt.reshape(-1, *gt.shape[2:]))]))
+
+    def evaluator(device):
+        def run(model):
+            model.eval()
+            pred = denoise_blocks(model, noisy, cfas, "rggb", 8, device)
+            return float(np.mean([metrics.psnr(np.clip(p, 0, 1), g, 1.0) for p, g in
+                                  zip(pred.reshape(-1, *pred.shape[2:]), gt.reshape(-1, *gt.shape[2:]))])), 0.0
+        return run
+    return None, evaluator, noisy_psnr, {"batch_size": 4, "patch_size": 128}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=("srgb", "raw", "both"), default="both")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--eval-every", type=int, default=100, help="steps; must divide --steps/--epochs evenly")
+    ap.add_argument("--epochs", type=int, default=100, help="nominal epochs the schedule is laid over")
+    ap.add_argument("--variants", default="standard,paper,standard+residual")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "convergence")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    steps_per_epoch = args.steps // args.epochs
+    if args.steps % args.epochs or args.eval_every % steps_per_epoch:
+        sys.exit("--steps must be a multiple of --epochs and --eval-every a multiple of steps per epoch")
+    device = torch.device(args.device)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    print(f"commit {commit}, {platform.machine()}, {torch.get_num_threads()} threads, device {device}")
+    rows = []
+    tasks = ["srgb", "raw"] if args.task == "both" else [args.task]
+    with tempfile.TemporaryDirectory() as td:
+        for task in tasks:
+            data, make_eval, noisy_psnr, opts = (srgb_task if task == "srgb" else raw_task)(Path(td))
+            print(f"[{task}] noisy input PSNR {noisy_psnr:.2f} dB")
+            for name in args.variants.split(","):
+                cfg = TrainConfig(mode=task, data=data, steps=args.steps, epochs=args.epochs, seed=args.seed,
+                                  device=args.device, val_every=args.eval_every // steps_per_epoch,
+                                  log_every=args.eval_every, keep_checkpoints=1, **opts, **VARIANTS[name])
+                evaluate = make_eval(device)
+                t0 = time.perf_counter()
+                run_dir = Path(td) / f"{task}-{name}"
+                train(cfg, run_dir, force=True, log=lambda s: None, validator=evaluate)
+                with open(run_dir / "metrics.csv") as f:
+                    for r in csv.DictReader(f):
+                        if r["val_psnr"]:
+                            rows.append({"task": task, "variant": name, "step": int(r["step"]),
+                                         "seconds": float(r["seconds"]), "psnr": float(r["val_psnr"]),
+                                         "noisy_psnr": noisy_psnr})
+                mine = [r for r in rows if r["task"] == task and r["variant"] == name]
+                beat = next((r["step"] for r in mine if r["psnr"] > noisy_psnr), None)
+                print(f"[{task}] {name:<18} end {mine[-1]['psnr']:.2f} dB at step {mine[-1]['step']} "
+                      f"(best {max(r['psnr'] for r in mine):.2f}); beats noisy from step {beat}; "
+                      f"{time.perf_counter() - t0:.0f} s", flush=True)
+    csv_path = args.out / "convergence.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, ["task", "variant", "step", "seconds", "psnr", "noisy_psnr"])
+        w.writeheader()
+        w.writerows(rows)
+    plot(rows, args.out / "convergence.png")
+    print(f"wrote {csv_path} and {args.out / 'convergence.png'}")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    tasks = sorted({r["task"] for r in rows}, reverse=True)
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4 * len(tasks)), squeeze=False)
+    for i, task in enumerate(tasks):
+        for variant in dict.fromkeys(r["variant"] for r in rows if r["task"] == task):
+            rs = [r for r in rows if r["task"] == task and r["variant"] == variant]
+            for j, key in enumerate(("step", "seconds")):
+                axes[i][j].plot([r[key] for r in rs], [r["psnr"] for r in rs], marker="o", ms=3, label=variant)
+        noisy = next(r["noisy_psnr"] for r in rows if r["task"] == task)
+        for j, key in enumerate(("training step", "training seconds")):
+            ax = axes[i][j]
+            ax.axhline(noisy, color="grey", ls="--", label="noisy input")
+            ax.set_xlabel(key)
+            ax.set_ylabel("PSNR (dB), held out")
+            ax.set_title(f"{task}: PSNR vs {key}")
+            ax.grid(alpha=0.3)
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
