@@ -22,7 +22,7 @@ from .unet import UNet
 
 FORMAT = "n2n-raw-checkpoint"
 ARCH = "n2n-unet48"
-_NAME = re.compile(r"^ckpt-(\d{8})\.json$")
+_NAME = re.compile(r"^ckpt-(\d{8,})\.json$")
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -67,7 +67,7 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints (their JSON paths) in ``run_dir``, oldest first."""
     found = [p for p in Path(run_dir).glob("ckpt-*.json") if _NAME.match(p.name)
              and p.with_suffix(".safetensors").is_file()]
-    return sorted(found)
+    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
 
 
 def resolve(path: str | os.PathLike) -> Path:

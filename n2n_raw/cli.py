@@ -349,3 +349,7 @@ def main() -> None:
         typer.echo(f"n2n-raw: error: {' '.join(e.format_message().split())}", err=True)
         sys.exit(2)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

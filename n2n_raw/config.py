@@ -55,6 +55,7 @@ class TrainConfig:
     log_every: int = 50                  # steps between metrics rows
     ckpt_every: int = 0                  # extra checkpoints every N steps (0: epoch ends only)
     keep_checkpoints: int = 3
+    pictures: bool = True                # curves.png and comparison.png in the run folder at the end
     default_data_size: int = 64          # images (sRGB) in the built-in default set
     extra: dict = field(default_factory=dict)
 

@@ -133,6 +133,43 @@ def make_validator(cfg: TrainConfig, device: torch.device):
     return None
 
 
+def write_pictures(cfg: TrainConfig, source, model: torch.nn.Module, run_dir: Path, device: torch.device) -> None:
+    """curves.png and comparison.png (noisy / denoised / clean where known) of one validation image, or of
+    a training crop when no validation data are configured; raw is rendered to sRGB for viewing."""
+    from . import plots
+    from .infer import forward_padded
+    plots.write_curves(run_dir)
+    model.eval()
+    if cfg.mode == "srgb":
+        from .io.images import read_rgb, validation_folder_images
+        if cfg.val:
+            im = read_rgb(validation_folder_images(cfg.val[0])[0])
+        else:
+            im = source.images[0]
+        s = min(256, im.shape[0], im.shape[1])
+        clean = torch.from_numpy(np.ascontiguousarray(im[:s, :s].transpose(2, 0, 1))).float()[None] / 255
+        noisy = make_noise(cfg.noise)(clean, torch.Generator().manual_seed(0))
+        den = forward_padded(model, noisy.to(device), cfg.precision).cpu()
+        to8 = lambda t: (t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # noqa: E731
+        panels = [("noisy", to8(noisy)), ("denoised", to8(den)), ("clean", to8(clean))]
+    else:
+        from .infer import denoise_mosaic
+        if cfg.val_noisy and cfg.val_gt:
+            from .io.sidd import block_cfas, read_blocks
+            noisy, gt = read_blocks(cfg.val_noisy)[0, 0], read_blocks(cfg.val_gt)[0, 0]
+            cfa = block_cfas(1, cfg.cfa)[0]
+        else:
+            it = source.items[0]
+            noisy, gt, cfa = it.crop(0, 0, min(512, it.shape[0]), min(512, it.shape[1])), None, it.cfa
+        den = denoise_mosaic(model, noisy, cfa, cfg.cfa_mode, device=device, precision=cfg.precision)
+        panels = [("noisy", plots.raw_to_srgb(noisy, cfa)),
+                  ("denoised", plots.raw_to_srgb(np.clip(den, 0, 1), cfa, ref=noisy))]
+        if gt is not None:
+            panels.append(("clean", plots.raw_to_srgb(gt, cfa, ref=noisy)))
+    plots.write_comparison(run_dir / "comparison.png", panels)
+    model.train()
+
+
 def _ps(report: dict) -> tuple[float, float]:
     return report["psnr"], report["ssim"]
 
@@ -269,6 +306,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
                "rank": dist.rank}
     if dist.rank == 0:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if cfg.pictures:
+            write_pictures(cfg, source, model, run_dir, device)
     if dist.world > 1:
         torch.distributed.barrier()
     return summary

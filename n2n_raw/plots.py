@@ -1,0 +1,74 @@
+"""Run-folder pictures: loss/PSNR curves and a before/after comparison (raw rendered to sRGB)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def write_curves(run_dir: Path) -> Path | None:
+    """curves.png from metrics.csv: training loss and validation PSNR against steps."""
+    run_dir = Path(run_dir)
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax[0].plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows])
+    ax[0].set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
+    val = [r for r in rows if r.get("val_psnr")]
+    if val:
+        ax[1].plot([int(r["step"]) for r in val], [float(r["val_psnr"]) for r in val], marker="o", ms=3)
+    ax[1].set(xlabel="step", ylabel="PSNR (dB)", title="validation PSNR")
+    for a in ax:
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    path = run_dir / "curves.png"
+    tmp = run_dir / ".curves.png.partial"
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def raw_to_srgb(mosaic: np.ndarray, cfa: str, ref: np.ndarray | None = None) -> np.ndarray:
+    """A quick preview of a Bayer mosaic (H, W) in [0, 1]: half-resolution RGB (G averaged), grey-world white
+    balance and brightness from ``ref`` (another mosaic of the same scene, e.g. the noisy one, so panels
+    compare) or from the mosaic itself, sRGB gamma → uint8 (about H/2, W/2, 3)."""
+    from .bayer import pack, unify_crop
+
+    def rgb_of(m):
+        p = pack(np.ascontiguousarray(unify_crop(m, cfa))).astype(np.float64)  # R, G1, G2, B
+        return np.stack([p[0], 0.5 * (p[1] + p[2]), p[3]], axis=-1)
+
+    base = rgb_of(ref if ref is not None else mosaic)
+    gains = base[..., 1].mean() / np.maximum(base.reshape(-1, 3).mean(0), 1e-6)
+    scale = max(np.percentile(base * gains, 99), 1e-6)
+    rgb = np.clip(rgb_of(mosaic) * gains / scale, 0, 1)
+    srgb = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * rgb ** (1 / 2.4) - 0.055)
+    return np.round(srgb * 255).astype(np.uint8)
+
+
+def write_comparison(path: Path, panels: list[tuple[str, np.ndarray]]) -> Path:
+    """A row of labelled uint8 (H, W, 3) images (e.g. noisy / denoised / clean) saved as one PNG."""
+    plt = _plt()
+    fig, ax = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.3))
+    for a, (title, img) in zip(np.atleast_1d(ax), panels):
+        a.imshow(img)
+        a.set_title(title)
+        a.axis("off")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.partial")
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
