@@ -154,9 +154,13 @@ def train(mode: str = typer.Option(..., help="srgb or raw."),
           augment: bool = typer.Option(False, help="raw: Bayer-preserving flips/transposes (not in the paper)."),
           precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32."),
           compile: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
+          data_on_device: str = typer.Option("auto", help="Hold the training set on the device and crop there: "
+                                             "auto (on CUDA), on, off."),
           log_every: int = typer.Option(50, help="Steps between metrics rows."),
           ckpt_every: int = typer.Option(0, help="Also checkpoint every N steps (0: epoch ends only)."),
           keep_checkpoints: int = typer.Option(3, help="Checkpoints kept (0: all)."),
+          tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to RUN_DIR/tensorboard "
+                                           "(pip install 'n2n-raw[tensorboard]')."),
           resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
           force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out."),
           device: str = typer.Option("auto", help="auto, cpu or cuda.")):
@@ -173,8 +177,9 @@ def train(mode: str = typer.Option(..., help="srgb or raw."),
                       lambda1=lambda1, lambda2=lambda2, seed=seed, init=init, residual=residual, cfa_mode=cfa_mode, cfa=cfa,
                       augment=augment, val=tuple(str(v) for v in val), val_repeat=val_repeat,
                       val_noisy=str(val_noisy) if val_noisy else None, val_gt=str(val_gt) if val_gt else None,
-                      val_every=val_every, device=device, precision=precision, compile=compile,
-                      log_every=max(1, log_every), ckpt_every=ckpt_every, keep_checkpoints=keep_checkpoints)
+                      val_every=val_every, device=device, precision=precision, compile=compile, data_on_device=data_on_device,
+                      log_every=max(1, log_every), ckpt_every=ckpt_every, keep_checkpoints=keep_checkpoints,
+                      tensorboard=tensorboard)
     summary = run(cfg, out, resume=resume, force=force, log=lambda s: typer.echo(s, err=True))
     if summary["rank"] != 0:  # DDP: rank 0 reports
         return

@@ -52,9 +52,11 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"              # auto: bf16 on CUDA, fp32 on CPU
     compile: bool = False                # torch.compile the model (CUDA)
+    data_on_device: str = "auto"         # keep the training set on the device and crop there (auto: CUDA)
     log_every: int = 50                  # steps between metrics rows
     ckpt_every: int = 0                  # extra checkpoints every N steps (0: epoch ends only)
     keep_checkpoints: int = 3
+    tensorboard: bool = False            # also log scalars to RUN_DIR/tensorboard (optional extra)
     pictures: bool = True                # curves.png and comparison.png in the run folder at the end
     default_data_size: int = 64          # images (sRGB) in the built-in default set
     extra: dict = field(default_factory=dict)
@@ -69,6 +71,8 @@ class TrainConfig:
             (self.init in INITS, f"--init: unknown init {self.init!r} (expected paper or standard)"),
             (self.cfa_mode in CFA_MODES, f"--cfa-mode: unknown mode {self.cfa_mode!r} (expected rggb or positional)"),
             (self.precision in PRECISIONS, f"--precision: unknown value {self.precision!r} (expected auto, bf16 or fp32)"),
+            (self.data_on_device in ("auto", "on", "off"),
+             f"--data-on-device: unknown value {self.data_on_device!r} (expected auto, on or off)"),
             (self.lr_rule in LR_RULES, f"--lr-rule: unknown rule {self.lr_rule!r} (expected sqrt, linear or none)"),
             (self.epochs >= 1, f"--epochs: must be >= 1, got {self.epochs}"),
             (self.steps is None or self.steps >= self.epochs,

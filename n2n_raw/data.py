@@ -228,3 +228,62 @@ def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed:
         noisy = add_raw_noise(rng, clean, *raw_noise_params(iso))
         items.append(_in_memory(f"synthetic {phone} ISO {iso} #{k}", noisy, PHONE_CFA[phone]))
     return items
+
+
+# ---------------------------------------------------------------------------------------- on the device
+
+class DeviceCropper:
+    """The whole training set in one flat tensor on the device; crops gathered there (no host round trip).
+
+    sRGB items are kept as uint8 (the paper's 44,328 ImageNet images are ≈ 21 GB), raw mosaics as float32.
+    Items and crop offsets of a step are drawn with a generator on the device, seeded by (seed, step), so a
+    step is reproducible; the numbers differ from the host path (:func:`make_batch`), which stays the
+    reference on CPU. Every shape is fixed (an index ``gather``), so the step can be compiled.
+    """
+
+    def __init__(self, source, device: torch.device | str):
+        self.device = torch.device(device)
+        self.mode, self.patch = source.mode, source.patch
+        if self.mode == "srgb":
+            arrays = [np.ascontiguousarray(im) for im in source.images]
+            shapes = [a.shape[:2] for a in arrays]
+            phase = [(0, 0)] * len(arrays)
+            self.step_px, self.channels = 1, 3
+        else:
+            arrays = [np.ascontiguousarray(it.crop(0, 0, *it.shape), dtype=np.float32) for it in source.items]
+            shapes = [a.shape for a in arrays]
+            phase = [bayer.cfa_offset(it.cfa) if source.cfa_mode == "rggb" else (0, 0) for it in source.items]
+            self.step_px, self.channels = 2, 1  # even offsets keep the CFA phase
+        sizes = [a.size for a in arrays]
+        self.flat = torch.from_numpy(np.concatenate([a.reshape(-1) for a in arrays])).to(self.device)
+        self.base = torch.tensor(np.concatenate([[0], np.cumsum(sizes)[:-1]]), dtype=torch.long, device=self.device)
+        self.h = torch.tensor([s[0] for s in shapes], dtype=torch.long, device=self.device)
+        self.w = torch.tensor([s[1] for s in shapes], dtype=torch.long, device=self.device)
+        self.py = torch.tensor([p[0] for p in phase], dtype=torch.long, device=self.device)
+        self.px = torch.tensor([p[1] for p in phase], dtype=torch.long, device=self.device)
+        p = self.patch
+        self.rows = torch.arange(p, device=self.device)
+
+    def crops(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random crops of items ``idx`` (B,) → float32 (B, C, P, P) in [0, 1] (raw: packed (B, 4, P/2, P/2))."""
+        p, s = self.patch, self.step_px
+        h, w, py, px = self.h[idx], self.w[idx], self.py[idx], self.px[idx]
+        ny = (h - py - p) // s + 1  # number of admissible offsets per item
+        nx = (w - px - p) // s + 1
+        u = torch.rand((2, idx.shape[0]), generator=generator, device=self.device)
+        y = py + s * (u[0] * ny).long().clamp_max(ny - 1)
+        x = px + s * (u[1] * nx).long().clamp_max(nx - 1)
+        r = (y[:, None] + self.rows[None]) * w[:, None]            # (B, P) row starts
+        cols = x[:, None] + self.rows[None]                          # (B, P)
+        pix = r[:, :, None] + cols[:, None, :]                       # (B, P, P) pixel index within the item
+        if self.mode == "srgb":
+            idx3 = self.base[idx, None, None, None] + pix[..., None] * 3 + torch.arange(3, device=self.device)
+            return self.flat[idx3].permute(0, 3, 1, 2).float().div_(255.0)
+        mos = self.flat[self.base[idx, None, None] + pix]            # (B, P, P)
+        return torch.nn.functional.pixel_unshuffle(mos[:, None], 2)
+
+
+def device_indices(n_items: int, step: int, batch: int, seed: int, steps_per_epoch: int | None,
+                   device: torch.device) -> torch.Tensor:
+    """:func:`sample_indices` as a tensor on the device (permutations are tiny; made on the host)."""
+    return torch.from_numpy(sample_indices(n_items, step, batch, seed, steps_per_epoch)).to(device, non_blocking=True)

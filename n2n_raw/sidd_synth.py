@@ -40,7 +40,7 @@ _CHROMA = 0.7  # scene colours are pulled 30 % towards grey: natural scenes are 
 # one-pixel step and neighbouring raw pixels differ far more than real phone raw does (where noise, not
 # content, dominates the difference of neighbours), which no denoiser trained on neighbours can undo.
 _PSF_SIGMA = 1.0
-_SCALE = 4  # scenes are drawn at 1/4 of the raw resolution: phone raw is sampled finer than its detail
+_SCALE = 8  # scenes are drawn at 1/8 of the raw resolution: phone raw is sampled finer than its detail
 
 
 def raw_noise_params(iso: float) -> tuple[float, float]:

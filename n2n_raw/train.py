@@ -20,7 +20,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .config import TrainConfig
-from .data import load_source, make_batch
+from .data import DeviceCropper, device_indices, load_source, make_batch
 from .errors import InputError
 from .loss import gamma_for_epoch, n2n_loss
 from .noise import make_noise
@@ -94,6 +94,15 @@ def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
             if p.name in RUN_FILES or p.name.startswith(("ckpt-", ".ckpt-")) or p.name == "tensorboard":
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def open_tensorboard(run_dir: Path):
+    """A TensorBoard SummaryWriter in RUN_DIR/tensorboard (needs the optional extra)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise InputError("--tensorboard: needs the optional extra: pip install 'n2n-raw[tensorboard]'") from None
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 class MetricsLog:
@@ -203,6 +212,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     source = load_source(cfg)
     torch.manual_seed(cfg.seed)
     model = UNet(cfg.channels, cfg.channels, init=cfg.init, residual=cfg.residual).to(device)
+    if device.type == "cuda":  # cuDNN's fastest convolutions are NHWC
+        model = model.to(memory_format=torch.channels_last)
     global_batch = cfg.batch_size * dist.world
     base_lr = cfg.scaled_lr(global_batch)
     optimizer = torch.optim.Adam(model.parameters(), lr=base_lr)
@@ -228,6 +239,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
             ckpt.restore_optimizer(optimizer, meta, tensors)
             start = int(meta["step"])
     metrics = MetricsLog(run_dir / "metrics.csv", start) if dist.rank == 0 else None
+    tb = open_tensorboard(run_dir) if cfg.tensorboard and dist.rank == 0 else None
 
     net = model
     if dist.world > 1:
@@ -238,6 +250,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     if dist.rank == 0 and cfg.val_every > 0:
         validate = validator or make_validator(cfg, device)
     gen = torch.Generator(device=device)
+    on_device = cfg.data_on_device == "on" or (cfg.data_on_device == "auto" and device.type == "cuda")
+    cropper = DeviceCropper(source, device) if on_device else None
     progress = ProgressHook("train", "step", enabled=dist.rank == 0)
     ckpt_meta = lambda step, epoch, extra: {"mode": cfg.mode, "cfa_mode": cfg.cfa_mode, "noise": cfg.noise,  # noqa: E731
                                             "epoch": epoch, "total_steps": total, "config": json.loads(cfg.to_json()),
@@ -259,8 +273,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
             g["lr"] = lr
         gamma = gamma_for_epoch(epoch, cfg.epochs, cfg.increase_ratio)
 
-        batch = make_batch(source, step, global_batch, cfg.seed, steps_per_epoch, part[0]).to(device, non_blocking=True)
         gen.manual_seed(step_seed(cfg.seed, step))
+        if cropper is not None:
+            idx = device_indices(len(source), step, global_batch, cfg.seed, steps_per_epoch, device)[part[0]]
+            batch = cropper.crops(idx, gen)
+        else:
+            batch = make_batch(source, step, global_batch, cfg.seed, steps_per_epoch, part[0]).to(device, non_blocking=True)
         noisy = noise(batch, gen, part) if noise is not None else batch
         masks = draw_masks(global_batch, noisy.shape[-2], noisy.shape[-1], gen)[:, part[0]]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.precision != "fp32"):
@@ -297,9 +315,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
                 t_last += time.perf_counter() - tv
                 progress.message(f"epoch {epoch}: validation PSNR {last['val_psnr']:.2f} dB, SSIM {last['val_ssim']:.4f}")
             metrics.write(last)
+            if tb is not None:
+                for k in ("loss", "rec", "reg", "lr", "gamma", "crops_per_s", "val_psnr", "val_ssim"):
+                    if k in last:
+                        tb.add_scalar(k, last[k], done)
         if epoch_end or (cfg.ckpt_every and done % cfg.ckpt_every == 0):
             ckpt.save_checkpoint(run_dir, done, model, optimizer, ckpt_meta(done, epoch, last), cfg.keep_checkpoints)
     progress.close()
+    if tb is not None:
+        tb.close()
 
     summary = {"steps": total, "seconds": round(time.perf_counter() - t0, 2), **{k: last.get(k) for k in
                ("loss", "val_psnr", "val_ssim")}, "run_dir": str(run_dir),

@@ -25,7 +25,8 @@ class UNet(nn.Module):
         init: "paper" = Kaiming-normal (fan-in, a=0) × 0.1 with zero biases, as the reference does;
             "standard" = PyTorch's default layer init (converges far faster on short runs, see README).
         residual: add the input to the output (an "output skip"; not in the paper, off by default). The
-            network then starts near the identity instead of near zero.
+            last layer then starts at zero, so the network starts as the identity (noisy in, noisy out)
+            instead of near zero, and every step can only move it from there.
     """
 
     def __init__(self, in_ch: int = 3, out_ch: int = 3, init: str = "standard", f: int = 48,
@@ -53,6 +54,9 @@ class UNet(nn.Module):
                     with torch.no_grad():
                         m.weight.mul_(0.1)
                     nn.init.zeros_(m.bias)
+        if residual:
+            nn.init.zeros_(self.head[2].weight)
+            nn.init.zeros_(self.head[2].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731

@@ -134,8 +134,8 @@ def ev_srgb(ckpt, *data):
 
 
 def ev_raw(c: Ctx, ckpt=None, noisy=None, gt=None, *extra):
-    return ["evaluate", "--checkpoint", ckpt or c.raw_ckpt, "--mode", "raw", "--noisy", noisy or c.raw_world["val_noisy"],
-            "--gt", gt or c.raw_world["val_gt"], *CPU, *extra]
+    return ["evaluate", "--checkpoint", ckpt or c.raw_ckpt, "--mode", "raw",
+            "--noisy", noisy or c.raw_world["val_noisy"], "--gt", gt or c.raw_world["val_gt"], *CPU, *extra]
 
 
 def dn(c: Ctx, ckpt, *inputs, extra=()):

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
@@ -28,7 +28,10 @@ from n2n_raw.io import sidd
 from n2n_raw.io.images import read_rgb
 from n2n_raw.io.store import Store, StoreWriter
 
-FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
+# derandomize: the same examples on every run (CI-stable); no shrinking: a failure is reported as found,
+# quickly (shrinking a file-writing example costs minutes on 2 cores).
+FUZZ = settings(max_examples=30, deadline=None, derandomize=True, database=None,
+                phases=[Phase.explicit, Phase.reuse, Phase.generate],
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
 
@@ -487,6 +490,39 @@ def test_store_random_contents(work, spec, loader_mode):
                 if cfa is not None:
                     ds.attrs["cfa"] = cfa
     only_input_error(path, _store_and_loader, path, loader_mode)
+
+
+_OK_ATTRS = {"format": "n2n-raw-store", "version": 1, "mode": "srgb", "complete": True, "sources": "[]"}
+_RGB = np.full((64, 64, 3), 128, np.uint8)
+_MOSAIC = np.full((130, 130), 0.25, np.float32)
+
+
+@pytest.mark.parametrize("attrs, items, cfa, layout", [
+    pytest.param({k: v for k, v in _OK_ATTRS.items() if k != "mode"}, [_RGB], None, "group", id="no-mode-attribute"),
+    pytest.param(_OK_ATTRS, [], None, "none", id="no-items-group"),
+    pytest.param(_OK_ATTRS, [], None, "dataset", id="items-is-a-dataset"),
+    pytest.param({**_OK_ATTRS, "sources": "not json"}, [_RGB], None, "group", id="sources-not-JSON"),
+    pytest.param(_OK_ATTRS, [_RGB[..., 0]], None, "group", id="sRGB-item-is-2-D"),
+    pytest.param(_OK_ATTRS, [_RGB / 255.0], None, "group", id="sRGB-item-is-float64"),
+    pytest.param(_OK_ATTRS, [np.concatenate([_RGB, _RGB[..., :1]], 2)], None, "group", id="sRGB-item-has-4-channels"),
+    pytest.param({**_OK_ATTRS, "mode": "raw"}, [np.stack([_MOSAIC] * 3, -1)], "RGGB", "group", id="raw-item-is-3-D"),
+    pytest.param({**_OK_ATTRS, "mode": "raw"}, [_MOSAIC], "XYZW", "group", id="raw-item-has-a-bad-CFA"),
+])
+def test_store_damaged_layout(work, attrs, items, cfa, layout):
+    """Stores that `prepare` never writes (damaged, or made by hand): an InputError naming the store, or a
+    batch the U-Net can take (see :func:`_store_and_loader`)."""
+    path = fresh(work, "damaged.h5")
+    with h5py.File(path, "w") as f:
+        f.attrs.update(attrs)
+        if layout == "dataset":
+            f.create_dataset("items", data=np.zeros(3))
+        elif layout == "group":
+            g = f.create_group("items")
+            for i, a in enumerate(items):
+                g.create_dataset(f"{i:06d}", data=a)
+                if cfa is not None:
+                    g[f"{i:06d}"].attrs["cfa"] = cfa
+    only_input_error(path, _store_and_loader, path, attrs.get("mode", "srgb"))
 
 
 @FUZZ
