@@ -116,9 +116,12 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
 
 def build_model(meta: dict, tensors: dict[str, torch.Tensor], where: str = "checkpoint") -> UNet:
     """The U-Net of a checkpoint with its weights loaded (strict)."""
-    m = meta["model"]
-    model = UNet(int(m["in_ch"]), int(m["out_ch"]), init=m.get("init", "standard"),
-                 residual=bool(m.get("residual", False)))
+    try:
+        m = meta["model"]
+        model = UNet(int(m["in_ch"]), int(m["out_ch"]), init=m.get("init", "standard"),
+                     residual=bool(m.get("residual", False)))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise InputError(f"{where}: the checkpoint's 'model' entry is missing or invalid") from None
     sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(sd, strict=True)

@@ -120,7 +120,7 @@ def prepare_dng(input_dir: Path = typer.Argument(..., help="Folder of DNG files 
 
 @app.command()
 @handles_errors
-def train(mode: str = typer.Option(..., help="srgb or raw."),
+def train(mode: Optional[str] = typer.Option(None, help="srgb or raw (with --resume: the run's own)."),
           out: Path = typer.Option(..., help="Run folder: config.json, metrics.csv, checkpoints."),
           data: Optional[Path] = typer.Option(None, help="Store from `prepare`, or a folder of images (srgb) / "
                                               "SIDD MAT or DNG files (raw). Default: built-in synthetic data."),
@@ -169,6 +169,10 @@ def train(mode: str = typer.Option(..., help="srgb or raw."),
     from .train import train as run
     if resume and force:
         raise InputError("--resume and --force: choose one")
+    if mode is None:
+        if not resume:
+            raise InputError("--mode: required (srgb or raw)")
+        mode = "srgb"  # placeholder: train() takes the run's own config.json
     for p in [data, val_noisy, val_gt, *val]:
         if p is not None and not p.exists():
             raise InputError(f"{p}: no such file or folder")
@@ -184,7 +188,7 @@ def train(mode: str = typer.Option(..., help="srgb or raw."),
     if summary["rank"] != 0:  # DDP: rank 0 reports
         return
     val_txt = f", validation PSNR {summary['val_psnr']:.2f} dB" if summary.get("val_psnr") is not None else ""
-    _out(f"{out}: {summary['steps']} steps in {summary['seconds']:.1f} s, final loss {summary['loss']:.6f}{val_txt}")
+    _out(f"{out}: {summary['steps']} steps in {summary['seconds']:.1f} s, final loss {summary['loss'] if summary.get('loss') is None else format(summary['loss'], '.6f')}{val_txt}")
 
 
 # --------------------------------------------------------------------------------------------- evaluate
@@ -216,6 +220,12 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
     from .train import pick_device
     if mode not in ("srgb", "raw"):
         raise InputError(f"--mode: unknown mode {mode!r} (expected srgb or raw)")
+    if repeat is not None and repeat < 1:
+        raise InputError(f"--repeat: must be >= 1, got {repeat}")
+    if not 0 <= seed < 2 ** 32:
+        raise InputError(f"--seed: must be in [0, 2**32), got {seed}")
+    if batch_size < 1:
+        raise InputError(f"--batch-size: must be >= 1, got {batch_size}")
     if report is not None:
         from .io.atomic import check_writable
         check_writable(report, force)

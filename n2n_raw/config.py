@@ -78,6 +78,8 @@ class TrainConfig:
             (self.steps is None or self.steps >= self.epochs,
              f"--steps: must be >= --epochs ({self.epochs}) so every nominal epoch has a step, got {self.steps}"),
             (self.batch_size >= 1, f"--batch-size: must be >= 1, got {self.batch_size}"),
+            (self.lr is None or self.lr > 0, f"--lr: must be > 0, got {self.lr}"),
+            (self.seed >= 0, f"--seed: must be >= 0, got {self.seed}"),
         ]
         mult = 64 if self.mode == "srgb" else 128
         checks.append((self.patch_size >= mult and self.patch_size % mult == 0,

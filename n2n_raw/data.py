@@ -154,7 +154,11 @@ def _load_srgb(cfg) -> tuple[list[np.ndarray], list[str]]:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     st = _open_store(path, "srgb")
-    return [st.read(i) for i in range(len(st))], [f"{path}[{n}]" for n in st.names]
+    images = [st.read(i) for i in range(len(st))]
+    for im, n in zip(images, st.names):
+        if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+            raise InputError(f"{path}: item {n} is {im.dtype} {im.shape}; sRGB items are uint8 (H, W, 3)")
+    return images, [f"{path}[{n}]" for n in st.names]
 
 
 def _open_store(path: Path, mode: str):
@@ -203,6 +207,11 @@ def _load_raw(cfg) -> list[RawItem]:
         cfa = override or a.get("cfa")
         if cfa is None:
             raise InputError(f"{path}: item {st.names[i]} has no CFA attribute; pass --cfa")
+        if str(cfa).strip().upper() not in bayer.CFAS:
+            raise InputError(f"{path}: item {st.names[i]} has an unknown CFA {cfa!r}; pass --cfa")
+        shape = st.shape(i)
+        if len(shape) != 2 or st._f["items"][st.names[i]].dtype.kind != "f":
+            raise InputError(f"{path}: item {st.names[i]} is not a float (H, W) mosaic ({shape})")
         items.append(RawItem(f"{path}[{st.names[i]}]", st.shape(i), str(cfa),
                              lambda y, x, h, w, i=i: st.read_crop(i, y, x, h, w)))
     return items

@@ -23,7 +23,9 @@ def load_npy(path: Path, ndim: int, what: str) -> np.ndarray:
     """A float array from ``.npy`` without pickle; (H, W, 3) for ``ndim=3``, (H, W) for ``ndim=2``."""
     try:
         a = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - numpy raises ValueError, SyntaxError, TokenError... for damaged headers
         raise InputError(f"{path}: not a readable .npy array ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if not np.issubdtype(a.dtype, np.floating):
         raise InputError(f"{path}: dtype {a.dtype}; expected float32 values in [0, 1]")

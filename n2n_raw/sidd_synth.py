@@ -35,7 +35,7 @@ PHONES = ("GP", "IP", "S6", "N6", "G4")
 # spans roughly 30–45 dB over ISO 100..10000 at typical raw levels; not fitted to SIDD's own noise profiles.
 _A100, _A_EXP = 1.0e-4, 0.85   # shot-noise gain: a = _A100 · (iso/100)^_A_EXP
 _B100, _B_EXP = 1.0e-6, 1.40   # read-noise variance: b = _B100 · (iso/100)^_B_EXP
-_CHROMA = 0.7  # scene colours are pulled 30 % towards grey: natural scenes are mostly low-chroma
+_CHROMA = 0.5  # scene colours are pulled halfway towards grey: natural scenes are mostly low-chroma
 # Optics: a lens + sensor point-spread function (Gaussian, raw pixels). Without it every leaf edge is a
 # one-pixel step and neighbouring raw pixels differ far more than real phone raw does (where noise, not
 # content, dominates the difference of neighbours), which no denoiser trained on neighbours can undo.
@@ -86,8 +86,9 @@ def scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A natural-like RGB scene (height, width, 3) float32 in [0, 1] at raw resolution: a dead-leaves image
     drawn at 1/_SCALE of the size and upsampled (bilinear), so detail is coarser than the pixel grid."""
     small = dead_leaves(rng, math.ceil(height / _SCALE) + 1, math.ceil(width / _SCALE) + 1)
-    big = ndimage.zoom(small, (_SCALE, _SCALE, 1), order=1, grid_mode=True, mode="nearest")
-    return np.clip(big[:height, :width], 0.0, 1.0).astype(np.float32)
+    big = ndimage.zoom(small, (_SCALE, _SCALE, 1), order=1, grid_mode=True, mode="nearest")[:height, :width]
+    big = ndimage.gaussian_filter(big, sigma=(_PSF_SIGMA, _PSF_SIGMA, 0), mode="reflect")  # the optics' PSF
+    return np.clip(big, 0.0, 1.0).astype(np.float32)
 
 
 def clean_mosaic(rng: np.random.Generator, height: int, width: int, cfa: str, *,
@@ -98,9 +99,9 @@ def clean_mosaic(rng: np.random.Generator, height: int, width: int, cfa: str, *,
         rng: the only source of randomness (scene, exposure, channel gains).
         height, width: mosaic size (any; SIDD frames are even).
         cfa: one of ``sidd.CFAS``, MATLAB orientation (row-major 2×2 cell).
-        rgb: optional (height, width, 3) sRGB image in [0, 1] to use instead of a new dead-leaves image.
+        rgb: optional (height, width, 3) sRGB image in [0, 1] to use instead of a new :func:`scene`.
     Returns:
-        float32 (height, width) in [0, 1]: blurred by the optics' PSF, chroma reduced to 70 %, linear light, exposure in [0.35, 0.9],
+        float32 (height, width) in [0, 1]: chroma reduced to 50 %, linear light, exposure in [0.35, 0.9],
         sensor gains R ∈ [0.40, 0.60], G = 1, B ∈ [0.35, 0.55] (so over any sizeable area the two greens
         are the brightest sites, as in unbalanced raw), sampled with ``cfa``.
     """
@@ -110,7 +111,6 @@ def clean_mosaic(rng: np.random.Generator, height: int, width: int, cfa: str, *,
     elif rgb.shape != (height, width, 3):
         raise ValueError(f"rgb must be ({height}, {width}, 3), got {rgb.shape}")
     rgb = np.asarray(rgb, dtype=np.float32)
-    rgb = ndimage.gaussian_filter(rgb, sigma=(_PSF_SIGMA, _PSF_SIGMA, 0), mode="reflect")
     grey = rgb.mean(axis=-1, keepdims=True)
     lin = srgb_to_linear(np.clip(grey + _CHROMA * (rgb - grey), 0.0, 1.0))
     exposure = rng.uniform(0.35, 0.9)

@@ -42,6 +42,8 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
     if fmt is not None and by_ext is not None and fmt != by_ext:
         raise InputError(f"{out}: --format {fmt} does not match the file extension {out.suffix}")
     fmt = fmt or by_ext
+    if batch_size < 1:
+        raise InputError(f"--batch-size: must be >= 1, got {batch_size}")
     check_writable(out, force)
     model, meta = load_model(checkpoint, expect_mode="raw")
     blocks = sidd.read_blocks(blocks_path)

@@ -81,16 +81,19 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
     """Refuse to clobber a run: an existing run needs --resume (continue) or --force (start over)."""
     if resume:
         if not (run_dir / "config.json").is_file():
             raise InputError(f"{run_dir}: nothing to resume (no config.json)")
-        return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not force:
-            raise InputError(f"{run_dir}: run folder is not empty (use --resume to continue it or --force to start over)")
-        for p in run_dir.iterdir():  # remove only what a run writes
+    elif run_dir.exists() and any(run_dir.iterdir()) and not force:
+        raise InputError(f"{run_dir}: run folder is not empty (use --resume to continue it or --force to start over)")
+
+
+def prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    """Create the run folder; when starting over, remove only what a run writes (after check_run_dir)."""
+    if not resume and run_dir.exists():
+        for p in run_dir.iterdir():
             if p.name in RUN_FILES or p.name.startswith(("ckpt-", ".ckpt-")) or p.name == "tensorboard":
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -198,18 +201,21 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
         cfg = TrainConfig.load(run_dir / "config.json") if (run_dir / "config.json").is_file() else cfg
         cfg = TrainConfig.from_dict({**json.loads(cfg.to_json()), "device": device_name})
     cfg = cfg.resolved()
-    if dist.rank == 0:
-        prepare_run_dir(run_dir, resume, force)
-        (run_dir / "config.json").write_text(cfg.to_json())
+    # Check everything a user gave before the run folder is touched, so a mistake leaves nothing behind.
     device = pick_device(cfg.device, dist.local_rank)
+    if dist.rank == 0:
+        check_run_dir(run_dir, resume, force)
+    source = load_source(cfg)
+    if dist.rank == 0:
+        prepare_run_dir(run_dir, resume)
+        (run_dir / "config.json").write_text(cfg.to_json())
     if dist.world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
-    # Data, model, optimiser.
-    source = load_source(cfg)
+    # Model, optimiser.
     torch.manual_seed(cfg.seed)
     model = UNet(cfg.channels, cfg.channels, init=cfg.init, residual=cfg.residual).to(device)
     if device.type == "cuda":  # cuDNN's fastest convolutions are NHWC
@@ -230,7 +236,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
         steps_per_epoch, total = None, cfg.steps
     part = (slice(dist.rank * cfg.batch_size, (dist.rank + 1) * cfg.batch_size), global_batch)
 
-    start = 0
+    start, resumed_last = 0, {}
     if resume:
         found = ckpt.list_checkpoints(run_dir)
         if found:
@@ -238,6 +244,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
             model.load_state_dict(ckpt.build_model(meta, tensors, str(found[-1])).state_dict())
             ckpt.restore_optimizer(optimizer, meta, tensors)
             start = int(meta["step"])
+            resumed_last = dict(meta.get("metrics") or {})
     metrics = MetricsLog(run_dir / "metrics.csv", start) if dist.rank == 0 else None
     tb = open_tensorboard(run_dir) if cfg.tensorboard and dist.rank == 0 else None
 
@@ -265,7 +272,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     t0, t_last, s_last = time.perf_counter(), time.perf_counter(), start
     t_val = 0.0  # seconds spent validating, kept out of the training time
     acc = torch.zeros(3, device=device)
-    last: dict = {}
+    last: dict = resumed_last
     for step in range(start, total):
         epoch = epoch_of(step, total, cfg.epochs, steps_per_epoch)
         lr = base_lr * lr_factor(epoch, cfg.epochs)

@@ -30,10 +30,16 @@ RAW_TRAIN = ["--steps", "2", "--epochs", "2", "--patch-size", "128", "--batch-si
 
 def cli(*args, expect: int | None = 0):
     """Invoke the ``n2n-raw`` Typer app in-process; returns click's Result (stdout and stderr separate)."""
+    import torch
     from typer.testing import CliRunner
 
     from n2n_raw.cli import app
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # steady on a shared 2-core machine (see subprocess_env); restored below
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        torch.set_num_threads(threads)
     if expect is not None and result.exit_code != expect:
         exc = result.exception
         tb = ""
@@ -45,10 +51,18 @@ def cli(*args, expect: int | None = 0):
     return result
 
 
+def subprocess_env() -> dict:
+    """Environment of a ``python cli.py`` child: this checkout importable, and one intra-op thread.
+
+    One thread: on a shared 2-core machine, OpenMP threads of a busy-waiting torch child slow it down by 10×
+    or more when the cores are also used by this pytest process or anything else; one thread is steady."""
+    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "OMP_NUM_THREADS": "1"}
+
+
 def run_cli_subprocess(*args, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """``python cli.py ARGS`` from the repository root (the real entry point: ``n2n_raw.cli.main``)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args)], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, str(REPO / "cli.py"), *map(str, args)], cwd=REPO, env=subprocess_env(),
                           capture_output=True, text=True, timeout=timeout, **kw)
 
 

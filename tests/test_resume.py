@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, SRGB_TRAIN, cli, write_png_image
+from conftest import REPO, SRGB_TRAIN, cli, subprocess_env, write_png_image
 from n2n_raw.checkpoint import list_checkpoints
 
 CPU = ("--device", "cpu")
@@ -60,7 +60,7 @@ def test_sigkill_then_resume_is_bitwise_identical(resume_folder, tmp_path):
     args = ["train", "--mode", "srgb", "--data", str(resume_folder), "--steps", "60", "--epochs", "3",
             "--patch-size", "64", "--batch-size", "2", "--ckpt-every", "5", "--log-every", "5", "--seed", "3",
             "--device", "cpu"]
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = subprocess_env()  # the same for all three processes (one intra-op thread): same arithmetic
     cmd = [sys.executable, str(REPO / "cli.py"), *args]
 
     # A: start, wait for a checkpoint at step >= 10, kill -9.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import concurrent.futures
 import dataclasses
 import itertools
@@ -186,6 +187,17 @@ def _whosmat(p: Path) -> list[tuple[str, tuple, str]]:
         raise InputError(f"{p}: not a readable MATLAB file ({_short(e)})") from None
 
 
+@contextlib.contextmanager
+def _h5_damage(p: Path):
+    """h5py raises KeyError / RuntimeError / ValueError (not only OSError) for damaged metadata."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (KeyError, RuntimeError, ValueError, OSError, TypeError) as e:
+        raise InputError(f"{p}: damaged HDF5 / MATLAB v7.3 file ({_short(e)})") from None
+
+
 def _open_h5(p: Path) -> h5py.File:
     try:
         return h5py.File(p, "r")
@@ -278,7 +290,7 @@ def read_frame(path, varname: str = "x") -> np.ndarray:
     """
     p = _existing_file(path)
     if _is_hdf5(p):
-        with _open_h5(p) as f:
+        with _open_h5(p) as f, _h5_damage(p):
             if varname not in f or not isinstance(f[varname], h5py.Dataset):
                 names = ", ".join(sorted(f.keys())) or "nothing"
                 raise InputError(f"{p}: no variable {varname!r} (holds {names})")
@@ -304,6 +316,8 @@ def read_frame(path, varname: str = "x") -> np.ndarray:
         if x.dtype.kind != "f":
             raise InputError(f"{p}: variable {varname!r} has dtype {x.dtype}; expected floating point")
         x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.size == 0:
+        raise InputError(f"{p}: variable {varname!r} is empty {x.shape}")
     _check_float_finite(p, x, f"variable {varname!r}")
     return x
 
@@ -403,7 +417,7 @@ def cfa_from_codes(codes: Iterable) -> str | None:
     """TIFF/EP CFAPattern codes (row-major, 0=R 1=G 2=B) → CFA string; None unless a Bayer pattern."""
     try:
         c = [int(round(float(v))) for v in codes]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if len(c) != 4 or any(v not in (0, 1, 2) for v in c):
         return None
@@ -417,7 +431,7 @@ def _cfa_from_tags(tags) -> str | None:
     for e, i in zip(entries, ids):
         if i == 33421:  # CFARepeatPatternDim: anything but 2×2 is not a Bayer CFA
             dim = _numbers(_field(e, "Value"))
-            if dim is not None and [int(v) for v in dim] != [2, 2]:
+            if dim is not None and dim.tolist() != [2.0, 2.0]:
                 return None
     for e, i in zip(entries, ids):
         if i == 33422:
@@ -618,7 +632,7 @@ def read_blocks(path, varname: str | None = None) -> np.ndarray:
     p = _existing_file(path)
     expected = varname or p.stem
     if _is_hdf5(p):
-        with _open_h5(p) as f:
+        with _open_h5(p) as f, _h5_damage(p):
             names = [k for k in f.keys() if isinstance(f[k], h5py.Dataset)]
             name = _pick_variable(p, names, expected, () if varname else BLOCK_VARIABLES)
             ds = f[name]

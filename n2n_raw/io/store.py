@@ -106,16 +106,23 @@ class Store:
             self._f = h5py.File(self.path, "r")
         except OSError:
             raise InputError(f"{self.path}: not an HDF5 file (or it is truncated)") from None
-        a = self._f.attrs
-        if a.get("format") != FORMAT:
-            raise InputError(f"{self.path}: not an n2n-raw store (make one with `n2n-raw prepare`)")
-        if not bool(a.get("complete", False)):
-            raise InputError(f"{self.path}: incomplete store (an interrupted prepare?); prepare it again")
-        self.mode = str(a["mode"])
-        self.names = sorted(self._f["items"].keys())
-        if not self.names:
-            raise InputError(f"{self.path}: the store holds no images")
-        self.sources = json.loads(a.get("sources", "[]"))
+        try:
+            a = self._f.attrs
+            if a.get("format") != FORMAT:
+                raise InputError(f"{self.path}: not an n2n-raw store (make one with `n2n-raw prepare`)")
+            if not bool(a.get("complete", False)):
+                raise InputError(f"{self.path}: incomplete store (an interrupted prepare?); prepare it again")
+            self.mode = str(a["mode"])
+            self.names = sorted(self._f["items"].keys())
+            if not self.names:
+                raise InputError(f"{self.path}: the store holds no images")
+            self.sources = json.loads(a.get("sources", "[]"))
+        except InputError:
+            self._f.close()
+            raise
+        except (KeyError, AttributeError, TypeError, ValueError, RuntimeError, OSError) as e:
+            self._f.close()
+            raise InputError(f"{self.path}: damaged n2n-raw store ({type(e).__name__}: {e})") from None
 
     def __len__(self) -> int:
         return len(self.names)
