@@ -37,6 +37,7 @@ from n2n_raw.train import train  # noqa: E402
 
 VALIDATION = ROOT.parent / "shared" / "data" / "validation"
 VARIANTS = {
+    "kaiming": {"init": "kaiming"},
     "standard": {"init": "standard"},
     "paper": {"init": "paper"},
     "standard+residual": {"init": "standard", "residual": True},
@@ -55,21 +56,24 @@ def srgb_task(tmp: Path, crop: int = 256):
     clean, noisy = [], []
     for f in validation_folder_images(VALIDATION / "Set14"):
         im = read_rgb(f)
-        y, x = (im.shape[0] - crop) // 2, (im.shape[1] - crop) // 2
+        y, x = max(0, (im.shape[0] - crop) // 2), max(0, (im.shape[1] - crop) // 2)
         c = im[y:y + crop, x:x + crop]
         clean.append(c)
         noisy.append((c.astype(np.float32) / 255 + rng.normal(0, 25 / 255, c.shape)).astype(np.float32))
-    batch = torch.from_numpy(np.stack(noisy).transpose(0, 3, 1, 2).copy())
     noisy_psnr = float(np.mean([metrics.psnr_uint8(metrics.quantize_uint8(np.clip(n, 0, 1)), c)
                                 for n, c in zip(noisy, clean)]))
 
     def evaluator(device):
-        @torch.no_grad()
+        from n2n_raw.infer import forward_padded
+
         def run(model):
             model.eval()
-            out = torch.cat([model(batch[i:i + 4].to(device)).float().cpu() for i in range(0, len(batch), 4)])
-            pred = out.clamp(0, 1).permute(0, 2, 3, 1).numpy()
-            return float(np.mean([metrics.psnr_uint8(metrics.quantize_uint8(p), c) for p, c in zip(pred, clean)])), 0.0
+            scores = []
+            for n, c in zip(noisy, clean):
+                x = torch.from_numpy(n.transpose(2, 0, 1).copy())[None].to(device)
+                pred = forward_padded(model, x)[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+                scores.append(metrics.psnr_uint8(metrics.quantize_uint8(pred), c))
+            return float(np.mean(scores)), 0.0
         return run
     return str(train_dir), evaluator, noisy_psnr, {"batch_size": 4, "patch_size": 64, "noise": "gauss25"}
 
@@ -100,7 +104,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--eval-every", type=int, default=100, help="steps; must divide --steps/--epochs evenly")
     ap.add_argument("--epochs", type=int, default=100, help="nominal epochs the schedule is laid over")
-    ap.add_argument("--variants", default="standard,paper,standard+residual")
+    ap.add_argument("--variants", default="kaiming,standard,paper")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "convergence")

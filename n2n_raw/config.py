@@ -68,7 +68,7 @@ class TrainConfig:
             raise InputError(f"--mode: unknown mode {self.mode!r} (expected srgb or raw)")
         checks = [
             (self.noise in NOISES, f"--noise: unknown noise {self.noise!r} (expected one of {', '.join(NOISES)})"),
-            (self.init in INITS, f"--init: unknown init {self.init!r} (expected paper or standard)"),
+            (self.init in INITS, f"--init: unknown init {self.init!r} (expected {', '.join(INITS)})"),
             (self.cfa_mode in CFA_MODES, f"--cfa-mode: unknown mode {self.cfa_mode!r} (expected rggb or positional)"),
             (self.precision in PRECISIONS, f"--precision: unknown value {self.precision!r} (expected auto, bf16 or fp32)"),
             (self.data_on_device in ("auto", "on", "off"),

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-INITS = ("paper", "standard")
+INITS = ("paper", "standard", "kaiming")
 
 
 def _conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
@@ -23,7 +23,8 @@ class UNet(nn.Module):
     Args:
         in_ch, out_ch: channel counts (3 for sRGB, 4 for packed raw).
         init: "paper" = Kaiming-normal (fan-in, a=0) × 0.1 with zero biases, as the reference does;
-            "standard" = PyTorch's default layer init (converges far faster on short runs, see README).
+            "standard" = PyTorch's default layer init (converges far faster on short runs, see README);
+            "kaiming" = the paper's init without the ×0.1 (He et al.: keeps the activation scale).
         residual: add the input to the output (an "output skip"; not in the paper, off by default). The
             last layer then starts at zero, so the network starts as the identity (noisy in, noisy out)
             instead of near zero, and every step can only move it from there.
@@ -47,12 +48,13 @@ class UNet(nn.Module):
         self.dec_a = nn.ModuleList([_conv(u + s, 2 * f) for u, s in zip(ups, skips)])
         self.dec_b = nn.ModuleList([_conv(2 * f, 2 * f) for _ in range(5)])
         self.head = nn.ModuleList([_conv(2 * f, 2 * f, 1), _conv(2 * f, 2 * f, 1), _conv(2 * f, out_ch, 1)])
-        if init == "paper":
+        if init in ("paper", "kaiming"):
             for m in self.modules():
                 if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                     nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
-                    with torch.no_grad():
-                        m.weight.mul_(0.1)
+                    if init == "paper":
+                        with torch.no_grad():
+                            m.weight.mul_(0.1)
                     nn.init.zeros_(m.bias)
         if residual:
             nn.init.zeros_(self.head[2].weight)
