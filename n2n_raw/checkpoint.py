@@ -118,7 +118,7 @@ def build_model(meta: dict, tensors: dict[str, torch.Tensor], where: str = "chec
     """The U-Net of a checkpoint with its weights loaded (strict)."""
     try:
         m = meta["model"]
-        model = UNet(int(m["in_ch"]), int(m["out_ch"]), init=m.get("init", "standard"),
+        model = UNet(int(m["in_ch"]), int(m["out_ch"]), init=m.get("init", "kaiming"),
                      residual=bool(m.get("residual", False)))
     except (KeyError, TypeError, ValueError, AttributeError):
         raise InputError(f"{where}: the checkpoint's 'model' entry is missing or invalid") from None

@@ -140,8 +140,9 @@ def train(mode: Optional[str] = typer.Option(None, help="srgb or raw (with --res
           lambda1: float = typer.Option(1.0, help="Weight of the reconstruction term."),
           lambda2: float = typer.Option(1.0, help="Weight of the regulariser."),
           seed: int = typer.Option(0, help="Seed of everything random (a CPU run is reproducible)."),
-          init: str = typer.Option("standard", help="standard (PyTorch default, fast to denoise) or paper "
-                                   "(Kaiming ×0.1 as the reference; use to reproduce the paper's tables)."),
+          init: str = typer.Option("kaiming", help="kaiming (He init, the paper's without its ×0.1: fastest to "
+                                   "denoise), standard (PyTorch's default) or paper (Kaiming ×0.1 as the "
+                                   "reference; use it to reproduce the paper's tables)."),
           residual: bool = typer.Option(False, "--residual", help="Output skip f(y) = y + net(y) (not in the paper)."),
           val: List[Path] = typer.Option([], help="srgb validation folders (paper protocol), repeatable."),
           val_repeat: Optional[int] = typer.Option(None, help="Override the paper's repeats per folder."),

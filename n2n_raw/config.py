@@ -39,7 +39,7 @@ class TrainConfig:
     lambda1: float = 1.0
     lambda2: float = 1.0
     seed: int = 0
-    init: str = "standard"               # "paper" = Kaiming ×0.1 (see README: convergence)
+    init: str = "kaiming"                # "paper" = Kaiming ×0.1 (see README: time to quality)
     residual: bool = False               # output skip f(y) = y + net(y) (not in the paper)
     cfa_mode: str = "rggb"               # raw: unify to R, G1, G2, B ("rggb") or pack by position
     cfa: str | None = None               # raw: override the CFA of every input

@@ -149,11 +149,21 @@ def test_standard_init_differs_from_paper():
     assert min(ratios) > 2.5
 
 
-def test_default_init_is_standard():
-    assert UNet(3, 3).init == "standard"
+def test_default_init_is_kaiming():
+    assert UNet(3, 3).init == "kaiming"
 
 
-@pytest.mark.parametrize("bad", ["Paper", "kaiming", "", None])
+def test_kaiming_init_is_the_paper_init_without_the_tenth():
+    torch.manual_seed(5)
+    k = UNet(3, 3, init="kaiming")
+    torch.manual_seed(5)
+    p = UNet(3, 3, init="paper")
+    for lk, lp in zip(_conv_layers(k), _conv_layers(p)):
+        torch.testing.assert_close(lk.weight * 0.1, lp.weight)
+        assert torch.count_nonzero(lk.bias) == 0
+
+
+@pytest.mark.parametrize("bad", ["Paper", "he", "", None])
 def test_invalid_init_raises(bad):
     with pytest.raises(ValueError, match="init"):
         UNet(3, 3, init=bad)
