@@ -16,7 +16,7 @@ from . import infer
 from .errors import InputError
 from .io.atomic import atomic_path, check_writable
 
-OVERLAP = 96  # processing pixels of context kept around each tile (see infer.denoise_tiled)
+from .infer import OVERLAP  # processing pixels of context kept around each tile
 
 
 def load_npy(path: Path, ndim: int, what: str) -> np.ndarray:
