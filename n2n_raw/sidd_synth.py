@@ -32,7 +32,7 @@ PHONE_MAKE_MODEL = {"GP": ("Google", "Pixel"), "IP": ("Apple", "iPhone 7"), "S6"
 PHONES = ("GP", "IP", "S6", "N6", "G4")
 
 # Noise at ISO 100 and how it grows with ISO (normalised raw units). SIDD-like, chosen so that noisy PSNR
-# spans roughly 25–42 dB over ISO 100..10000 at typical raw levels (the noisier half of what phones give,
+# spans roughly 23–44 dB over ISO 100..10000 at typical raw levels (the noisier half of what phones give,
 # so short CPU runs have something to remove); not fitted to SIDD's own noise profiles.
 _A100, _A_EXP = 4.0e-4, 0.85   # shot-noise gain: a = _A100 · (iso/100)^_A_EXP
 _B100, _B_EXP = 4.0e-6, 1.40   # read-noise variance: b = _B100 · (iso/100)^_B_EXP
@@ -47,7 +47,7 @@ _SCALE = 8  # scenes are drawn at 1/8 of the raw resolution: phone raw is sample
 def raw_noise_params(iso: float) -> tuple[float, float]:
     """Shot + read noise for an ISO: variance of a pixel with clean value x (normalised raw) = a·x + b.
 
-    SIDD-like levels, chosen so that noisy PSNR spans roughly 25–42 dB (ISO 100: a = 4e-4, b = 4e-6;
+    SIDD-like levels, chosen so that noisy PSNR spans roughly 23–44 dB (ISO 100: a = 4e-4, b = 4e-6;
     ISO 3200: a ≈ 7.5e-3, b ≈ 5.1e-4; ISO 10000: a ≈ 2.0e-2, b ≈ 2.5e-3). Both grow monotonically with ISO.
     """
     iso = float(iso)

@@ -36,9 +36,10 @@ def test_noise_params_monotone_and_plausible():
     assert all(a1 < a2 and b1 < b2 for (a1, b1), (a2, b2) in zip(ab, ab[1:]))
     a, b = ss.raw_noise_params(100)
     assert 1e-4 < a < 1e-3 and 1e-6 < b < 1e-5
-    # Noisy PSNR at a typical raw level spans roughly 30..45 dB from ISO 100 to 10000.
+    # Noisy PSNR at a typical raw level spans roughly 23..44 dB from ISO 100 to 10000 (at raw level 0.1:
+    # about 43.6 and 23.4 dB, computed from the documented parameters).
     psnr = [10 * np.log10(1 / (a * 0.1 + b)) for a, b in ab]
-    assert 43 < psnr[0] < 52 and 27 < psnr[-1] < 33
+    assert 42 < psnr[0] < 45 and 22 < psnr[-1] < 25
     with pytest.raises(ValueError):
         ss.raw_noise_params(0)
 
