@@ -28,7 +28,8 @@ def describe(path: str | Path) -> str:
         raise InputError(f"{p}: not a run folder (no config.json)")
     cfg = json.loads(cfg_path.read_text())
     lines.append(f"run {p}: mode {cfg.get('mode')}, data {cfg.get('data') or 'built-in default'}")
-    keys = ("noise", "epochs", "steps", "batch_size", "patch_size", "lr", "increase_ratio", "init", "cfa_mode", "seed")
+    keys = (("noise",) if cfg.get("mode") == "srgb" else ("cfa_mode",)) + (
+        "epochs", "steps", "batch_size", "patch_size", "lr", "increase_ratio", "init", "seed")
     lines.append("config: " + ", ".join(f"{k}={cfg.get(k)}" for k in keys))
     rows = []
     if (p / "metrics.csv").is_file():
