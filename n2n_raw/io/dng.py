@@ -354,16 +354,10 @@ def render_preview(src_path: str | os.PathLike, mosaic01: np.ndarray | None = No
 
 
 def save_png(path: str | os.PathLike, rgb_uint8: np.ndarray, force: bool = False) -> Path:
-    """Write a uint8 (H, W, 3) image as PNG, atomically; refuses an existing file unless ``force``."""
-    from PIL import Image
-
-    img = np.asarray(rgb_uint8)
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"save_png needs uint8 (H, W, 3), got {img.dtype} {img.shape}")
-    path = Path(path)
-    with atomic_path(path, force) as tmp:
-        Image.fromarray(img).save(tmp, format="PNG")
-    return path
+    """Write a rendered preview, uint8 (H, W, 3), as PNG: :func:`n2n_raw.io.images.write_png` (atomic; refuses
+    an existing file unless ``force``)."""
+    from .images import write_png
+    return write_png(path, rgb_uint8, force=force)
 
 
 def find_dngs(root: str | os.PathLike) -> list[Path]:
