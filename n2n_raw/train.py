@@ -282,8 +282,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
 
         gen.manual_seed(step_seed(cfg.seed, step))
         if cropper is not None:
-            idx = device_indices(len(source), step, global_batch, cfg.seed, steps_per_epoch, device)[part[0]]
-            batch = cropper.crops(idx, gen)
+            # Crops of the whole global batch, then this rank's slice: ranks draw exactly what one process would.
+            idx = device_indices(len(source), step, global_batch, cfg.seed, steps_per_epoch, device)
+            batch = cropper.crops(idx, gen)[part[0]]
         else:
             batch = make_batch(source, step, global_batch, cfg.seed, steps_per_epoch, part[0]).to(device, non_blocking=True)
         noisy = noise(batch, gen, part) if noise is not None else batch

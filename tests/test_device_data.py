@@ -52,3 +52,19 @@ def test_raw_crops_keep_the_phase(cfa, mode):
 def test_device_indices_match_the_host_sampler():
     idx = device_indices(10, 7, 4, 5, 2, torch.device("cpu"))
     assert idx.tolist() == sample_indices(10, 7, 4, 5, 2).tolist()
+
+
+def test_training_with_data_on_device_is_reproducible(tmp_path):
+    from safetensors.torch import load_file
+
+    from n2n_raw.config import TrainConfig
+    from n2n_raw.train import train
+
+    finals = []
+    for name in ("a", "b"):
+        cfg = TrainConfig(mode="srgb", steps=4, epochs=2, patch_size=64, batch_size=2, default_data_size=3,
+                          seed=7, data_on_device="on", pictures=False, log_every=2, device="cpu")
+        train(cfg, tmp_path / name, log=lambda s: None)
+        finals.append(load_file(str(sorted((tmp_path / name).glob("ckpt-*.safetensors"))[-1])))
+    assert finals[0].keys() == finals[1].keys()
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
