@@ -41,15 +41,16 @@ RGGB_CHANNELS = ("R", "G1", "G2", "B")
 _MIN_CHECK_PIXELS = 32 * 32
 
 
-def check_cfa(name: str) -> str:
+def check_cfa(name: str, what: str = "--cfa") -> str:
     """Validate a CFA pattern name (case-insensitive); return it upper-case, e.g. ``"rggb"`` → ``"RGGB"``.
 
     Raises:
-        InputError: ``--cfa: unknown CFA pattern 'x' (expected one of RGGB, BGGR, GRBG, GBRG)``.
+        InputError: ``--cfa: unknown CFA pattern 'x' (expected one of RGGB, BGGR, GRBG, GBRG)``; ``what``
+        replaces ``--cfa`` (e.g. a file or attribute name).
     """
     up = str(name).strip().upper()
     if up not in CFAS:
-        raise InputError(f"--cfa: unknown CFA pattern {name!r} (expected one of {', '.join(CFAS)})")
+        raise InputError(f"{what}: unknown CFA pattern {name!r} (expected one of {', '.join(CFAS)})")
     return up
 
 

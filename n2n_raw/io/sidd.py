@@ -39,6 +39,7 @@ import h5py
 import numpy as np
 import scipy.io
 
+from ..bayer import CFAS, check_cfa  # the one definition of the patterns (re-exported here)
 from ..errors import InputError
 from .atomic import atomic_path
 
@@ -46,7 +47,6 @@ from .atomic import atomic_path
 # Phones, CFAs, scene names
 # ---------------------------------------------------------------------------------------------------------
 
-CFAS = ("RGGB", "BGGR", "GRBG", "GBRG")
 
 #: CFA pattern of each SIDD phone in MATLAB orientation (row-major 2×2 cell).
 PHONE_CFA = {"GP": "BGGR", "IP": "RGGB", "S6": "GRBG", "N6": "BGGR", "G4": "BGGR"}
@@ -88,14 +88,6 @@ def phone_from_make(make: str | None) -> str | None:
     if not make:
         return None
     return _MAKE_TO_PHONE_FOLDED.get(str(make).strip().casefold())
-
-
-def check_cfa(cfa: str, what: str = "cfa") -> str:
-    """Return ``cfa`` upper-cased if it is one of :data:`CFAS`, else raise InputError naming ``what``."""
-    c = str(cfa).strip().upper()
-    if c not in CFAS:
-        raise InputError(f"{what}: unknown CFA pattern {cfa!r}; expected one of {', '.join(CFAS)}")
-    return c
 
 
 def parse_scene_name(name: str) -> dict:
@@ -511,7 +503,7 @@ def write_metadata(path, *, make: str, model: str, cfa: str, width: int, height:
     "SubIFDs" (inside ``SubIFDs{1}.UnknownTags``; the top-level one then lacks it) or "none" (nowhere: a
     reader must fall back to the phone). Tag 51041 (NoiseProfile) is always present.
     """
-    cfa = check_cfa(cfa)
+    cfa = check_cfa(cfa, "cfa")
     if cfa_in not in ("UnknownTags", "SubIFDs", "none"):
         raise ValueError(f"cfa_in must be 'UnknownTags', 'SubIFDs' or 'none', got {cfa_in!r}")
     codes = np.array([["RGB".index(c) for c in cfa]], dtype=np.uint8)
