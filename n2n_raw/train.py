@@ -7,6 +7,7 @@ never stopped, and DDP ranks draw the global batch's randomness identically and 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -129,6 +130,13 @@ class MetricsLog:
 
 # ------------------------------------------------------------------------------------------- validation
 
+@functools.lru_cache(maxsize=1)
+def val_blocks(noisy_path: str, gt_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """The raw validation block files, read once per process (validation and the end-of-run picture)."""
+    from .io.sidd import read_blocks
+    return read_blocks(noisy_path), read_blocks(gt_path)
+
+
 def make_validator(cfg: TrainConfig, device: torch.device):
     """A function model → (psnr, ssim) for the configured validation data, or None."""
     if cfg.mode == "srgb" and cfg.val:
@@ -138,8 +146,8 @@ def make_validator(cfg: TrainConfig, device: torch.device):
         if not cfg.val_gt:
             raise InputError("--val-gt: needed together with --val-noisy")
         from .evaluate import evaluate_raw
-        from .io.sidd import block_cfas, read_blocks
-        noisy, gt = read_blocks(cfg.val_noisy), read_blocks(cfg.val_gt)
+        from .io.sidd import block_cfas
+        noisy, gt = val_blocks(cfg.val_noisy, cfg.val_gt)
         cfas = block_cfas(noisy.shape[0], cfg.cfa)
         return lambda m: _ps(evaluate_raw(m, noisy, gt, cfas, cfg.cfa_mode, 32, device, cfg.precision))
     return None
@@ -167,8 +175,8 @@ def write_pictures(cfg: TrainConfig, source, model: torch.nn.Module, run_dir: Pa
     else:
         from .infer import denoise_mosaic
         if cfg.val_noisy and cfg.val_gt:
-            from .io.sidd import block_cfas, read_blocks
-            noisy, gt = read_blocks(cfg.val_noisy)[0, 0], read_blocks(cfg.val_gt)[0, 0]
+            from .io.sidd import block_cfas
+            noisy, gt = (b[0, 0] for b in val_blocks(cfg.val_noisy, cfg.val_gt))
             cfa = block_cfas(1, cfg.cfa)[0]
         else:
             it = source.items[0]
@@ -260,7 +268,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     on_device = cfg.data_on_device == "on" or (cfg.data_on_device == "auto" and device.type == "cuda")
     cropper = DeviceCropper(source, device) if on_device else None
     progress = ProgressHook("train", "step", enabled=dist.rank == 0)
-    ckpt_meta = lambda step, epoch, extra: {"mode": cfg.mode, "cfa_mode": cfg.cfa_mode, "noise": cfg.noise,  # noqa: E731
+    ckpt_meta = lambda epoch, extra: {"mode": cfg.mode, "cfa_mode": cfg.cfa_mode, "noise": cfg.noise,  # noqa: E731
                                             "epoch": epoch, "total_steps": total, "config": json.loads(cfg.to_json()),
                                             "metrics": extra}
     if dist.rank == 0:
@@ -328,7 +336,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
                     if k in last:
                         tb.add_scalar(k, last[k], done)
         if epoch_end or (cfg.ckpt_every and done % cfg.ckpt_every == 0):
-            ckpt.save_checkpoint(run_dir, done, model, optimizer, ckpt_meta(done, epoch, last), cfg.keep_checkpoints)
+            ckpt.save_checkpoint(run_dir, done, model, optimizer, ckpt_meta(epoch, last), cfg.keep_checkpoints)
     progress.close()
     if tb is not None:
         tb.close()
