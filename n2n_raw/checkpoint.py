@@ -150,4 +150,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, meta: dict, tensors: dic
         if k.startswith("optim."):
             _, pid, name = k.split(".", 2)
             state.setdefault(int(pid), {})[name] = v
+    # The implementation (fused on CUDA, foreach on CPU) belongs to this run's device, not the saved one's.
+    impl = ("fused", "foreach", "capturable", "differentiable")
+    groups = [{**g, **{k: now[k] for k in impl if k in now}} for g, now in zip(groups, optimizer.param_groups)]
     optimizer.load_state_dict({"state": state, "param_groups": groups})

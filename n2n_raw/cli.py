@@ -154,9 +154,14 @@ def train(mode: Optional[str] = typer.Option(None, help="srgb or raw (with --res
           cfa: Optional[str] = typer.Option(None, help="raw: override the CFA of every input."),
           augment: bool = typer.Option(False, help="raw: Bayer-preserving flips/transposes (not in the paper)."),
           precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32."),
-          compile: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
-          data_on_device: str = typer.Option("auto", help="Hold the training set on the device and crop there: "
-                                             "auto (on CUDA), on, off."),
+          compile: str = typer.Option("auto", help="torch.compile the loss step and its backward as one graph: "
+                                      "auto (on CUDA), on, off."),
+          cuda_graphs: str = typer.Option("auto", help="Replay the compiled step as CUDA graphs: auto (CUDA, "
+                                          "batch <= 16 per GPU), on, off."),
+          data_on_device: str = typer.Option("auto", help="Where the training set lives: on (device memory, crops "
+                                             "cut there), pinned (pinned host memory), off (host crops per step), "
+                                             "auto (CUDA: on if it fits in half the free memory, else pinned; "
+                                             "CPU: off)."),
           log_every: int = typer.Option(50, help="Steps between metrics rows."),
           ckpt_every: int = typer.Option(0, help="Also checkpoint every N steps (0: epoch ends only)."),
           keep_checkpoints: int = typer.Option(3, help="Checkpoints kept (0: all)."),
@@ -182,7 +187,8 @@ def train(mode: Optional[str] = typer.Option(None, help="srgb or raw (with --res
                       lambda1=lambda1, lambda2=lambda2, seed=seed, init=init, residual=residual, cfa_mode=cfa_mode, cfa=cfa,
                       augment=augment, val=tuple(str(v) for v in val), val_repeat=val_repeat,
                       val_noisy=str(val_noisy) if val_noisy else None, val_gt=str(val_gt) if val_gt else None,
-                      val_every=val_every, device=device, precision=precision, compile=compile, data_on_device=data_on_device,
+                      val_every=val_every, device=device, precision=precision, compile=compile, cuda_graphs=cuda_graphs,
+                      data_on_device=data_on_device,
                       log_every=max(1, log_every), ckpt_every=ckpt_every, keep_checkpoints=keep_checkpoints,
                       tensorboard=tensorboard)
     summary = run(cfg, out, resume=resume, force=force, log=lambda s: typer.echo(s, err=True))
@@ -218,7 +224,7 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
              device: str = typer.Option("auto", help="auto, cpu or cuda.")):
     """Evaluate a checkpoint: the paper's sRGB protocol, or the SIDD raw-block convention."""
     from .checkpoint import load_model
-    from .train import pick_device
+    from .accel import pick_device
     if mode not in ("srgb", "raw"):
         raise InputError(f"--mode: unknown mode {mode!r} (expected srgb or raw)")
     if repeat is not None and repeat < 1:
@@ -279,7 +285,7 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
     """Denoise files with a trained checkpoint; outputs keep the inputs' names and sizes."""
     from .checkpoint import load_model
     from .denoise import denoise_file
-    from .train import pick_device
+    from .accel import pick_device
     model, meta = load_model(checkpoint)
     dev = pick_device(device)
     model = model.to(dev)

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .accel import CHOICES, STORAGES
 from .errors import InputError
 from .noise import NOISES
 from .unet import INITS
@@ -22,6 +23,10 @@ PRECISIONS = ("auto", "bf16", "fp32")
 LR_RULES = ("sqrt", "linear", "none")
 PAPER_BATCH = 4
 PAPER_DEFAULTS = {"srgb": {"lr": 3e-4, "increase_ratio": 2.0}, "raw": {"lr": 1e-4, "increase_ratio": 1.0}}
+
+
+def _tristate(v):
+    return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,9 @@ class TrainConfig:
     val_every: int = 1                   # validate every N epochs (0: never)
     device: str = "auto"
     precision: str = "auto"              # auto: bf16 on CUDA, fp32 on CPU
-    compile: bool = False                # torch.compile the model (CUDA)
-    data_on_device: str = "auto"         # keep the training set on the device and crop there (auto: CUDA)
+    compile: str = "auto"                # torch.compile the loss step (auto: on CUDA); see accel.py
+    cuda_graphs: str = "auto"            # replay the compiled step as CUDA graphs (auto: CUDA, batch <= 16)
+    data_on_device: str = "auto"         # training set on the device / in pinned memory / off (auto: CUDA, fits)
     log_every: int = 50                  # steps between metrics rows
     ckpt_every: int = 0                  # extra checkpoints every N steps (0: epoch ends only)
     keep_checkpoints: int = 3
@@ -63,6 +69,7 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """Fill mode-dependent defaults and validate; raises InputError naming the option."""
+        compile_ = _tristate(self.compile)  # runs saved while --compile was a flag hold a bool
         d = PAPER_DEFAULTS.get(self.mode)
         if d is None:
             raise InputError(f"--mode: unknown mode {self.mode!r} (expected srgb or raw)")
@@ -71,8 +78,10 @@ class TrainConfig:
             (self.init in INITS, f"--init: unknown init {self.init!r} (expected {', '.join(INITS)})"),
             (self.cfa_mode in CFA_MODES, f"--cfa-mode: unknown mode {self.cfa_mode!r} (expected rggb or positional)"),
             (self.precision in PRECISIONS, f"--precision: unknown value {self.precision!r} (expected auto, bf16 or fp32)"),
-            (self.data_on_device in ("auto", "on", "off"),
-             f"--data-on-device: unknown value {self.data_on_device!r} (expected auto, on or off)"),
+            (self.data_on_device in STORAGES,
+             f"--data-on-device: unknown value {self.data_on_device!r} (expected auto, on, pinned or off)"),
+            (compile_ in CHOICES, f"--compile: unknown value {compile_!r} (expected auto, on or off)"),
+            (self.cuda_graphs in CHOICES, f"--cuda-graphs: unknown value {self.cuda_graphs!r} (expected auto, on or off)"),
             (self.lr_rule in LR_RULES, f"--lr-rule: unknown rule {self.lr_rule!r} (expected sqrt, linear or none)"),
             (self.epochs >= 1, f"--epochs: must be >= 1, got {self.epochs}"),
             (self.steps is None or self.steps >= self.epochs,
@@ -93,6 +102,7 @@ class TrainConfig:
             check_cfa(self.cfa)
         return dataclasses.replace(
             self,
+            compile=compile_,
             lr=self.lr if self.lr is not None else d["lr"],
             increase_ratio=self.increase_ratio if self.increase_ratio is not None else d["increase_ratio"],
             val=tuple(self.val),

@@ -241,17 +241,33 @@ def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed:
 
 # ---------------------------------------------------------------------------------------- on the device
 
+def _pin(t: torch.Tensor) -> torch.Tensor:
+    """Page-locked copy for asynchronous host→GPU transfers (plain memory on a machine without CUDA)."""
+    return t.pin_memory() if torch.cuda.is_available() else t.contiguous()
+
+
+def flat_nbytes(source) -> int:
+    """Bytes the whole training set takes in a :class:`DeviceCropper` (sRGB uint8, raw float32)."""
+    if source.mode == "srgb":
+        return sum(im.nbytes for im in source.images)
+    return sum(4 * it.shape[0] * it.shape[1] for it in source.items)
+
+
 class DeviceCropper:
-    """The whole training set in one flat tensor on the device; crops gathered there (no host round trip).
+    """The whole training set in one flat tensor; crops gathered where it lives (no per-item host work).
 
     sRGB items are kept as uint8 (the paper's 44,328 ImageNet images are ≈ 21 GB), raw mosaics as float32.
-    Items and crop offsets of a step are drawn with a generator on the device, seeded by (seed, step), so a
-    step is reproducible; the numbers differ from the host path (:func:`make_batch`), which stays the
-    reference on CPU. Every shape is fixed (an index ``gather``), so the step can be compiled.
+    The set lives on ``device``, or with ``pinned`` in pinned host memory (too big for the device): crops are
+    then gathered on the host and copied asynchronously. Offsets are drawn with ``generator`` (on the
+    device, or the CPU when pinned), seeded by (seed, step), so a step is reproducible; the numbers differ
+    from the host path (:func:`make_batch`), which stays the reference on CPU. Every shape is fixed (an index
+    ``gather``), so the step can be compiled.
     """
 
-    def __init__(self, source, device: torch.device | str):
-        self.device = torch.device(device)
+    def __init__(self, source, device: torch.device | str, pinned: bool = False):
+        self.target = torch.device(device)
+        self.device = torch.device("cpu") if pinned else self.target  # where the set lives and crops are cut
+        self.pinned = pinned
         self.mode, self.patch = source.mode, source.patch
         if self.mode == "srgb":
             arrays = [np.ascontiguousarray(im) for im in source.images]
@@ -264,7 +280,8 @@ class DeviceCropper:
             phase = [bayer.cfa_offset(it.cfa) if source.cfa_mode == "rggb" else (0, 0) for it in source.items]
             self.step_px, self.channels = 2, 1  # even offsets keep the CFA phase
         sizes = [a.size for a in arrays]
-        self.flat = torch.from_numpy(np.concatenate([a.reshape(-1) for a in arrays])).to(self.device)
+        self.flat = torch.from_numpy(np.concatenate([a.reshape(-1) for a in arrays]))
+        self.flat = _pin(self.flat) if pinned else self.flat.to(self.device)
         self.base = torch.tensor(np.concatenate([[0], np.cumsum(sizes)[:-1]]), dtype=torch.long, device=self.device)
         self.h = torch.tensor([s[0] for s in shapes], dtype=torch.long, device=self.device)
         self.w = torch.tensor([s[1] for s in shapes], dtype=torch.long, device=self.device)
@@ -274,7 +291,15 @@ class DeviceCropper:
         self.rows = torch.arange(p, device=self.device)
 
     def crops(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Random crops of items ``idx`` (B,) → float32 (B, C, P, P) in [0, 1] (raw: packed (B, 4, P/2, P/2))."""
+        """Random crops of items ``idx`` (B,) → float32 (B, C, P, P) in [0, 1] (raw: packed (B, 4, P/2, P/2)),
+        on the target device. ``generator`` lives where the set does."""
+        if self.pinned:  # cut on the host (uint8 for sRGB: 4× less to copy), then one asynchronous copy
+            crops = _pin(self._cut(idx.cpu(), generator)).to(self.target, non_blocking=True)
+        else:
+            crops = self._cut(idx, generator)
+        return crops.float().div_(255.0) if self.mode == "srgb" else crops
+
+    def _cut(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         p, s = self.patch, self.step_px
         h, w, py, px = self.h[idx], self.w[idx], self.py[idx], self.px[idx]
         ny = (h - py - p) // s + 1  # number of admissible offsets per item
@@ -287,7 +312,7 @@ class DeviceCropper:
         pix = r[:, :, None] + cols[:, None, :]                       # (B, P, P) pixel index within the item
         if self.mode == "srgb":
             idx3 = self.base[idx, None, None, None] + pix[..., None] * 3 + torch.arange(3, device=self.device)
-            return self.flat[idx3].permute(0, 3, 1, 2).float().div_(255.0)
+            return self.flat[idx3].permute(0, 3, 1, 2)
         mos = self.flat[self.base[idx, None, None] + pix]            # (B, P, P)
         return torch.nn.functional.pixel_unshuffle(mos[:, None], 2)
 

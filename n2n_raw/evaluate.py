@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import infer, metrics
+from .accel import autocast
 from .errors import InputError
 
 PAPER_REPEATS = {"kodak": 10, "bsd300": 3, "set14": 20}
@@ -58,7 +59,7 @@ def denoise_protocol(model: torch.nn.Module, noisy: np.ndarray, device, precisio
     """One protocol forward: (H, W, 3) float32 noisy → (H, W, 3) uint8 prediction (clamp, round half up)."""
     h, w = noisy.shape[:2]
     xp = torch.from_numpy(pad_square_reflect(noisy).transpose(2, 0, 1).copy())[None].to(device)
-    with infer.autocast(torch.device(device), precision):
+    with autocast(torch.device(device), precision):
         out = model(xp)
     pred = out[0, :, :h, :w].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
     return metrics.quantize_uint8(pred)

@@ -7,7 +7,6 @@ image, so pooling cells line up with an untiled pass and only the far context is
 """
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
@@ -15,15 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from . import bayer
+from .accel import autocast
 
 MULT = 32
-
-
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast on CUDA unless fp32 is asked for; a no-op on CPU (fp32 is faster there)."""
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def pad_reflect(x: torch.Tensor, h: int, w: int) -> torch.Tensor:

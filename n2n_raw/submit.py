@@ -32,7 +32,7 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
     from .infer import denoise_blocks
     from .io import sidd
     from .io.atomic import check_writable
-    from .train import pick_device
+    from .accel import pick_device
     out = Path(out)
     by_ext = {".mat": "mat", ".csv": "csv"}.get(out.suffix.lower())
     if fmt is not None and fmt not in ("mat", "csv"):

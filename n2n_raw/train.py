@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from .accel import autocast, compile_plan, data_storage, pick_device, training_step, use_bf16
 from .config import TrainConfig
-from .data import DeviceCropper, device_indices, load_source, make_batch
+from .data import DeviceCropper, device_indices, flat_nbytes, load_source, make_batch
 from .errors import InputError
 from .loss import gamma_for_epoch, n2n_loss
 from .noise import make_noise
@@ -68,18 +69,6 @@ class Dist:
     def from_env(cls) -> "Dist":
         return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
                    int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("--device: cuda was asked for but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise InputError(f"--device: unknown device {name!r} (expected auto, cpu or cuda)")
-    return torch.device("cpu")
 
 
 def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
@@ -230,7 +219,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
         model = model.to(memory_format=torch.channels_last)
     global_batch = cfg.batch_size * dist.world
     base_lr = cfg.scaled_lr(global_batch)
-    optimizer = torch.optim.Adam(model.parameters(), lr=base_lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=base_lr, fused=device.type == "cuda")  # one kernel set
     noise = make_noise(cfg.noise).to(device) if cfg.mode == "srgb" else None
 
     # Schedule: natural epochs (one crop per item, last partial batch dropped) or --steps split into epochs.
@@ -259,21 +248,33 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     net = model
     if dist.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
     validate = None
     if dist.rank == 0 and cfg.val_every > 0:
         validate = validator or make_validator(cfg, device)
+
+    # The step: loss (bf16 autocast, fp32 reductions) and its backward, compiled as one graph on CUDA.
+    def loss_fn(noisy, masks, gamma):
+        with autocast(device, cfg.precision):
+            return n2n_loss(net, noisy, masks, gamma, cfg.lambda1, cfg.lambda2)
+    compiled, graphs = compile_plan(device, cfg.compile, cfg.cuda_graphs, cfg.batch_size)
+    step_fn = training_step(loss_fn, compiled, graphs, fullgraph=dist.world == 1,  # DDP splits at its buckets
+                            strict=cfg.compile == "on", reset=lambda: optimizer.zero_grad(set_to_none=True), log=log)
+    gamma_t = torch.zeros((), device=device)  # Λ as a tensor: a new value must not recompile the step
+
+    # Where crops come from: the set on the device, in pinned host memory, or cut on the host per step.
+    storage = data_storage(cfg.data_on_device, device, flat_nbytes(source))
+    cropper = DeviceCropper(source, device, pinned=storage == "pinned") if storage != "host" else None
     gen = torch.Generator(device=device)
-    on_device = cfg.data_on_device == "on" or (cfg.data_on_device == "auto" and device.type == "cuda")
-    cropper = DeviceCropper(source, device) if on_device else None
+    crop_gen = torch.Generator() if storage == "pinned" else gen
     progress = ProgressHook("train", "step", enabled=dist.rank == 0)
     ckpt_meta = lambda epoch, extra: {"mode": cfg.mode, "cfa_mode": cfg.cfa_mode, "noise": cfg.noise,  # noqa: E731
                                             "epoch": epoch, "total_steps": total, "config": json.loads(cfg.to_json()),
                                             "metrics": extra}
     if dist.rank == 0:
         log(f"training {cfg.mode} on {device.type}: {len(source)} items, {total} steps of batch {global_batch}, "
-            f"{cfg.epochs} epochs, lr {base_lr:g}, γ {cfg.increase_ratio:g}, init {cfg.init}"
+            f"{cfg.epochs} epochs, lr {base_lr:g}, γ {cfg.increase_ratio:g}, init {cfg.init}; "
+            f"{'bf16' if use_bf16(device, cfg.precision) else 'fp32'}, "
+            f"{'compiled' + (' + CUDA graphs' if graphs else '') if compiled else 'eager'}, data {storage}"
             + (f" (resuming at step {start})" if start else ""))
 
     # The loop.
@@ -291,18 +292,18 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
         gen.manual_seed(step_seed(cfg.seed, step))
         if cropper is not None:
             # Crops of the whole global batch, then this rank's slice: ranks draw exactly what one process would.
-            idx = device_indices(len(source), step, global_batch, cfg.seed, steps_per_epoch, device)
-            batch = cropper.crops(idx, gen)[part[0]]
+            crop_gen.manual_seed(step_seed(cfg.seed, step))
+            idx = device_indices(len(source), step, global_batch, cfg.seed, steps_per_epoch, cropper.device)
+            batch = cropper.crops(idx, crop_gen)[part[0]]
         else:
             batch = make_batch(source, step, global_batch, cfg.seed, steps_per_epoch, part[0]).to(device, non_blocking=True)
         noisy = noise(batch, gen, part) if noise is not None else batch
         masks = draw_masks(global_batch, noisy.shape[-2], noisy.shape[-1], gen)[:, part[0]]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.precision != "fp32"):
-            loss, rec, reg = n2n_loss(net, noisy, masks, gamma, cfg.lambda1, cfg.lambda2)
+        gamma_t.fill_(gamma)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, rec, reg = step_fn(noisy, masks, gamma_t)  # forward and backward
         optimizer.step()
-        acc += torch.stack([loss.detach(), rec, reg])
+        acc += torch.stack([loss, rec, reg])
 
         done = step + 1
         epoch_end = done == total or epoch_of(done, total, cfg.epochs, steps_per_epoch) != epoch

@@ -1,0 +1,128 @@
+"""How a run uses its hardware: device, precision, compilation, CUDA graphs, where the training set lives.
+
+Every choice is a training option with ``auto`` resolved per device here, so the loop only asks:
+
+=================  ===========================  ================================================
+option             auto on CUDA                 auto on CPU
+=================  ===========================  ================================================
+``--precision``    bf16 autocast                fp32 (``bf16`` may still be asked for)
+``--compile``      on (the whole loss step)     off (Inductor needs a C++ toolchain; small gain)
+``--cuda-graphs``  on for ≤ 16 crops per GPU    off (CUDA only)
+``--data-on-dev``  device if it fits, else      off (host crops, the reference path)
+                   pinned host memory
+=================  ===========================  ================================================
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+
+from .errors import InputError
+
+CHOICES = ("auto", "on", "off")
+STORAGES = ("auto", "on", "pinned", "off")
+# Small batches are launch-bound: one CUDA graph replays the step's hundreds of kernels in one go.
+CUDA_GRAPH_MAX_BATCH = 16
+# The training set may take this fraction of the free device memory; the rest is for activations.
+DEVICE_DATA_FRACTION = 0.5
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto|cpu|cuda`` → a device (CUDA: the local rank's GPU)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("--device: cuda was asked for but no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    if name != "cpu":
+        raise InputError(f"--device: unknown device {name!r} (expected auto, cpu or cuda)")
+    return torch.device("cpu")
+
+
+def use_bf16(device: torch.device, precision: str) -> bool:
+    """bf16 autocast: ``auto`` on CUDA only (fp32 is faster on most CPUs), ``bf16`` anywhere, ``fp32`` never."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of ``precision`` on ``device`` (a no-op for fp32). Losses and their
+    reductions are cast to fp32 by the caller (see :func:`n2n_raw.loss.n2n_loss`)."""
+    if use_bf16(device, precision):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _on(setting: str, auto: bool, option: str) -> bool:
+    if setting not in CHOICES:
+        raise InputError(f"{option}: unknown value {setting!r} (expected auto, on or off)")
+    return auto if setting == "auto" else setting == "on"
+
+
+def compile_plan(device: torch.device, compile: str, cuda_graphs: str, batch: int) -> tuple[bool, bool]:
+    """(compile the step?, capture it in CUDA graphs?) for a per-process batch of ``batch`` crops.
+    CUDA graphs come from compilation (mode ``reduce-overhead``), so ``--cuda-graphs on`` implies it."""
+    compiled = _on(compile, device.type == "cuda", "--compile")
+    graphs = _on(cuda_graphs, compiled and device.type == "cuda" and batch <= CUDA_GRAPH_MAX_BATCH, "--cuda-graphs")
+    if graphs and device.type != "cuda":
+        raise InputError("--cuda-graphs: on needs a CUDA device")
+    return compiled or graphs, graphs
+
+
+def training_step(loss_fn: Callable, compiled: bool, graphs: bool, fullgraph: bool = True, *, strict: bool = False,
+                  reset: Callable[[], None] = lambda: None, log=print) -> Callable:
+    """``step(*args)``: ``loss, *rest = loss_fn(*args)``, then ``loss.backward()``; returns the detached values.
+
+    With ``compiled``, ``loss_fn`` is compiled as one graph (``fullgraph``: a graph break is an error, not a
+    silent slowdown) and its backward with it, in CUDA graphs when ``graphs`` (mode ``reduce-overhead``).
+    If compiling fails on the first step (no Triton, no C++ toolchain) the run goes on eager with a warning,
+    unless the user asked for compilation explicitly (``strict``: a one-line error); ``reset`` (zeroing the
+    gradients) runs before the eager retry.
+    """
+    def run(f, args):
+        loss, *rest = f(*args)
+        loss.backward()
+        return (loss.detach(), *rest)
+
+    if not compiled:
+        return lambda *args: run(loss_fn, args)
+    state = {"f": torch.compile(loss_fn, fullgraph=fullgraph, mode="reduce-overhead" if graphs else None),
+             "first": True}
+
+    def step(*args):
+        if not state["first"]:
+            return run(state["f"], args)
+        state["first"] = False
+        try:  # forward and backward both compile on this first call
+            return run(state["f"], args)
+        except Exception as e:  # noqa: BLE001 - any backend failure: fall back and say why
+            first = str(e).splitlines()[0] if str(e) else ""
+            if strict:
+                raise InputError(f"--compile: compiling the training step failed ({type(e).__name__}: {first})") from None
+            log(f"warning: compiling the training step failed ({type(e).__name__}: {first[:120]}); running eager")
+            state["f"] = loss_fn
+            reset()
+            return run(loss_fn, args)
+
+    return step
+
+
+def data_storage(setting: str, device: torch.device, nbytes: int, free_bytes: int | None = None) -> str:
+    """Where the training set lives: ``device`` (crops gathered there), ``pinned`` (pinned host memory,
+    crops gathered on the host and copied asynchronously) or ``host`` (the per-step host path).
+
+    ``auto`` on CUDA keeps it on the device when it takes at most half the free memory, else pinned.
+    """
+    if setting not in STORAGES:
+        raise InputError(f"--data-on-device: unknown value {setting!r} (expected auto, on, pinned or off)")
+    if setting == "off":
+        return "host"
+    if device.type != "cuda":
+        return "device" if setting in ("on", "pinned") else "host"  # no pinned memory without CUDA
+    if setting == "auto":
+        if free_bytes is None:
+            free_bytes = torch.cuda.mem_get_info(device)[0]
+        return "device" if nbytes <= DEVICE_DATA_FRACTION * free_bytes else "pinned"
+    return "device" if setting == "on" else "pinned"
