@@ -200,6 +200,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     cfg = cfg.resolved()
     # Check everything a user gave before the run folder is touched, so a mistake leaves nothing behind.
     device = pick_device(cfg.device, dist.local_rank)
+    compiled, graphs = compile_plan(device, cfg.compile, cfg.cuda_graphs, cfg.batch_size)
     if dist.rank == 0:
         check_run_dir(run_dir, resume, force)
     source = load_source(cfg)
@@ -256,7 +257,6 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     def loss_fn(noisy, masks, gamma):
         with autocast(device, cfg.precision):
             return n2n_loss(net, noisy, masks, gamma, cfg.lambda1, cfg.lambda2)
-    compiled, graphs = compile_plan(device, cfg.compile, cfg.cuda_graphs, cfg.batch_size)
     step_fn = training_step(loss_fn, compiled, graphs, fullgraph=dist.world == 1,  # DDP splits at its buckets
                             strict=cfg.compile == "on", reset=lambda: optimizer.zero_grad(set_to_none=True), log=log)
     gamma_t = torch.zeros((), device=device)  # Λ as a tensor: a new value must not recompile the step
