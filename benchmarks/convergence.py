@@ -8,6 +8,10 @@ Same data, seed and schedule for every variant (the paper's loss, sub-sampler an
 - raw: the built-in synthetic SIDD-like raw training set (batch 4, patch 128), evaluated on held-out
   synthetic validation blocks (SIDD convention).
 
+Evaluation always runs in fp32, so variants differ by their training only. Mixed precision's quality check
+(bf16 vs fp32 training from the same seed):
+    python benchmarks/convergence.py --task both --steps 300 --eval-every 60 --variants kaiming-fp32,kaiming-bf16
+
 Writes CSV + PNG under --out and prints a summary table. CPU setting (default) fits in 30 min on 2 cores:
     python benchmarks/convergence.py --task both --steps 1000 --eval-every 100
 GPU setting:
@@ -35,26 +39,29 @@ from n2n_raw.config import TrainConfig  # noqa: E402
 from n2n_raw.io.images import read_rgb, validation_folder_images  # noqa: E402
 from n2n_raw.train import train  # noqa: E402
 
-VALIDATION = ROOT.parent / "shared" / "data" / "validation"
+VALIDATION = ROOT.parent / "shared" / "data" / "validation"  # Kodak, BSD300, Set14 (see datasets/README.md)
 VARIANTS = {
     "kaiming": {"init": "kaiming"},
     "standard": {"init": "standard"},
     "paper": {"init": "paper"},
     "standard+residual": {"init": "standard", "residual": True},
     "paper+residual": {"init": "paper", "residual": True},
+    # Quality check of mixed precision: the same run trained in fp32 and in bf16 autocast (CPU or CUDA).
+    "kaiming-fp32": {"init": "kaiming", "precision": "fp32"},
+    "kaiming-bf16": {"init": "kaiming", "precision": "bf16"},
 }
 
 
-def srgb_task(tmp: Path, crop: int = 256):
+def srgb_task(tmp: Path, validation: Path = VALIDATION, crop: int = 256):
     """(data folder, evaluator factory, noisy PSNR) for the sRGB task."""
     train_dir = tmp / "srgb_train"
     train_dir.mkdir()
     for sub in ("Kodak", "BSD300"):
-        for f in validation_folder_images(VALIDATION / sub):
+        for f in validation_folder_images(validation / sub):
             (train_dir / f"{sub}_{f.name}").symlink_to(f)
     rng = np.random.default_rng(7)
     clean, noisy = [], []
-    for f in validation_folder_images(VALIDATION / "Set14"):
+    for f in validation_folder_images(validation / "Set14"):
         im = read_rgb(f)
         y, x = max(0, (im.shape[0] - crop) // 2), max(0, (im.shape[1] - crop) // 2)
         c = im[y:y + crop, x:x + crop]
@@ -71,7 +78,7 @@ def srgb_task(tmp: Path, crop: int = 256):
             scores = []
             for n, c in zip(noisy, clean):
                 x = torch.from_numpy(n.transpose(2, 0, 1).copy())[None].to(device)
-                pred = forward_padded(model, x)[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+                pred = forward_padded(model, x, "fp32")[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
                 scores.append(metrics.psnr_uint8(metrics.quantize_uint8(pred), c))
             return float(np.mean(scores)), 0.0
         return run
@@ -91,7 +98,7 @@ def raw_task(tmp: Path):
     def evaluator(device):
         def run(model):
             model.eval()
-            pred = denoise_blocks(model, noisy, cfas, "rggb", 8, device)
+            pred = denoise_blocks(model, noisy, cfas, "rggb", 8, device, "fp32")
             return float(np.mean([metrics.psnr(np.clip(p, 0, 1), g, 1.0) for p, g in
                                   zip(pred.reshape(-1, *pred.shape[2:]), gt.reshape(-1, *gt.shape[2:]))])), 0.0
         return run
@@ -108,6 +115,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "convergence")
+    ap.add_argument("--validation", type=Path, default=VALIDATION, help="folder holding Kodak, BSD300 and Set14")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     steps_per_epoch = args.steps // args.epochs
@@ -120,7 +128,8 @@ def main() -> None:
     tasks = ["srgb", "raw"] if args.task == "both" else [args.task]
     with tempfile.TemporaryDirectory() as td:
         for task in tasks:
-            data, make_eval, noisy_psnr, opts = (srgb_task if task == "srgb" else raw_task)(Path(td))
+            data, make_eval, noisy_psnr, opts = (srgb_task(Path(td), args.validation) if task == "srgb"
+                                                 else raw_task(Path(td)))
             print(f"[{task}] noisy input PSNR {noisy_psnr:.2f} dB")
             for name in args.variants.split(","):
                 cfg = TrainConfig(mode=task, data=data, steps=args.steps, epochs=args.epochs, seed=args.seed,

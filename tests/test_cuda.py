@@ -1,0 +1,56 @@
+"""CUDA paths (skipped without a GPU; `benchmarks/gpu_check.sh` runs them on one): the compiled step with
+CUDA graphs trains like eager, pinned-memory crops equal host crops, bf16 inference is close to fp32."""
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def _final_loss(tmp_path, name, **kw):
+    import csv
+
+    from n2n_raw.config import TrainConfig
+    from n2n_raw.train import train
+
+    said = []
+    cfg = TrainConfig(mode="srgb", steps=60, epochs=1, patch_size=128, batch_size=4, default_data_size=8, seed=1,
+                      pictures=False, log_every=20, device="cuda", val_every=0, precision="fp32", **kw)
+    train(cfg, tmp_path / name, log=said.append)
+    rows = list(csv.DictReader(open(tmp_path / name / "metrics.csv")))
+    return [float(r["loss"]) for r in rows], said
+
+
+def test_compiled_step_with_cuda_graphs_trains_like_eager(tmp_path):
+    graphs, said = _final_loss(tmp_path, "graphs", compile="on", cuda_graphs="on")
+    eager, _ = _final_loss(tmp_path, "eager", compile="off", cuda_graphs="off")
+    assert "compiled + CUDA graphs" in said[0] and not any(s.startswith("warning") for s in said)
+    assert np.allclose(graphs, eager, rtol=0.05), (graphs, eager)  # same data and draws; kernels differ
+
+
+@pytest.mark.parametrize("mode", ["srgb", "raw"])
+def test_pinned_crops_equal_host_crops(mode):
+    from n2n_raw.data import DeviceCropper, RawSource, SrgbSource, default_raw_items
+    from n2n_raw.synthetic import dead_leaves_set
+
+    if mode == "srgb":
+        src = SrgbSource(dead_leaves_set(4, 150, 170, seed=2), list("abcd"), 128)
+    else:
+        src = RawSource(default_raw_items(count=3, size=(200, 210)), 128)
+    idx = torch.tensor([2, 0, 1, 1])
+    host = DeviceCropper(src, "cpu").crops(idx, torch.Generator().manual_seed(4))
+    pinned = DeviceCropper(src, "cuda", pinned=True)
+    assert pinned.flat.is_pinned()
+    got = pinned.crops(idx.cuda(), torch.Generator().manual_seed(4))
+    assert got.device.type == "cuda" and torch.equal(got.cpu(), host)
+
+
+def test_bf16_inference_is_close_to_fp32():
+    from n2n_raw.infer import run_batched
+    from n2n_raw.unet import UNet
+
+    model = UNet(4, 4).cuda().eval()
+    x = torch.rand(6, 4, 64, 96)
+    lo = run_batched(model, x, 4, "cuda", "bf16")
+    hi = run_batched(model, x, 4, "cuda", "fp32")
+    assert lo.dtype == torch.float32 and 0 < (lo - hi).abs().max() < 0.05
