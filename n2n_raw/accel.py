@@ -6,8 +6,8 @@ Every choice is a training option with ``auto`` resolved per device here, so the
 option             auto on CUDA                 auto on CPU
 =================  ===========================  ================================================
 ``--precision``    bf16 autocast                fp32 (``bf16`` may still be asked for)
-``--compile``      on (the whole loss step)     off (Inductor needs a C++ toolchain; small gain)
-``--cuda-graphs``  on for ≤ 16 crops per GPU    off (CUDA only)
+``--compile``      on (the whole loss step)     off (compiling takes ~100 s on 2 cores)
+``--cuda-graphs``  on for ≤ 16 crops, one GPU   off (CUDA only)
 ``--data-on-dev``  device if it fits, else      off (host crops, the reference path)
                    pinned host memory
 =================  ===========================  ================================================
@@ -42,6 +42,12 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def place_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model on ``device`` with channels-last (NHWC) weights: cuDNN's and oneDNN's convolutions are fastest
+    that way, and activations follow the weights' layout (on 2 CPU cores: 1.6× inference, 1.2× training)."""
+    return model.to(device, memory_format=torch.channels_last)
+
+
 def use_bf16(device: torch.device, precision: str) -> bool:
     """bf16 autocast: ``auto`` on CUDA only (fp32 is faster on most CPUs), ``bf16`` anywhere, ``fp32`` never."""
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
@@ -61,11 +67,13 @@ def _on(setting: str, auto: bool, option: str) -> bool:
     return auto if setting == "auto" else setting == "on"
 
 
-def compile_plan(device: torch.device, compile: str, cuda_graphs: str, batch: int) -> tuple[bool, bool]:
+def compile_plan(device: torch.device, compile: str, cuda_graphs: str, batch: int, world: int = 1) -> tuple[bool, bool]:
     """(compile the step?, capture it in CUDA graphs?) for a per-process batch of ``batch`` crops.
-    CUDA graphs come from compilation (mode ``reduce-overhead``), so ``--cuda-graphs on`` implies it."""
+    CUDA graphs come from compilation (mode ``reduce-overhead``), so ``--cuda-graphs on`` implies it; ``auto``
+    leaves them out under DDP, whose gradient all-reduce runs between the graph's pieces."""
     compiled = _on(compile, device.type == "cuda", "--compile")
-    graphs = _on(cuda_graphs, compiled and device.type == "cuda" and batch <= CUDA_GRAPH_MAX_BATCH, "--cuda-graphs")
+    small = batch <= CUDA_GRAPH_MAX_BATCH and world == 1
+    graphs = _on(cuda_graphs, compiled and device.type == "cuda" and small, "--cuda-graphs")
     if graphs and device.type != "cuda":
         raise InputError("--cuda-graphs: on needs a CUDA device")
     return compiled or graphs, graphs

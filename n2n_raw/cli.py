@@ -156,8 +156,8 @@ def train(mode: Optional[str] = typer.Option(None, help="srgb or raw (with --res
           precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32."),
           compile: str = typer.Option("auto", help="torch.compile the loss step and its backward as one graph: "
                                       "auto (on CUDA), on, off."),
-          cuda_graphs: str = typer.Option("auto", help="Replay the compiled step as CUDA graphs: auto (CUDA, "
-                                          "batch <= 16 per GPU), on, off."),
+          cuda_graphs: str = typer.Option("auto", help="Replay the compiled step as CUDA graphs: auto (one CUDA GPU, "
+                                          "batch <= 16), on, off."),
           data_on_device: str = typer.Option("auto", help="Where the training set lives: on (device memory, crops "
                                              "cut there), pinned (pinned host memory), off (host crops per step), "
                                              "auto (CUDA: on if it fits in half the free memory, else pinned; "
@@ -284,11 +284,11 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
             device: str = typer.Option("auto", help="auto, cpu or cuda.")):
     """Denoise files with a trained checkpoint; outputs keep the inputs' names and sizes."""
     from .checkpoint import load_model
+    from .accel import pick_device, place_model
     from .denoise import denoise_file
-    from .accel import pick_device
     model, meta = load_model(checkpoint)
     dev = pick_device(device)
-    model = model.to(dev)
+    model = place_model(model, dev)
     if tile < 128:
         raise InputError(f"--tile: must be >= 128, got {tile}")
     for p in inputs:

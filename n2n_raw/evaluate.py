@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import infer, metrics
-from .accel import autocast
+from .accel import autocast, place_model
 from .errors import InputError
 
 PAPER_REPEATS = {"kodak": 10, "bsd300": 3, "set14": 20}
@@ -75,7 +75,7 @@ def evaluate_srgb(model: torch.nn.Module, folders: list[str | Path], noise: str 
         files = validation_folder_images(folder)
         plan.append((Path(folder), files, repeat if repeat is not None else paper_repeat(folder)))
     total = sum(len(f) * r for _, f, r in plan)
-    model = model.to(device).eval()
+    model = place_model(model, torch.device(device)).eval()
     np.random.seed(seed)  # once, for all folders: later sets' noise depends on earlier ones having run
     per_image, sets, done, t0 = [], [], 0, time.perf_counter()
     for folder, files, rep in plan:
@@ -105,7 +105,7 @@ def evaluate_raw(model: torch.nn.Module, noisy: np.ndarray, gt: np.ndarray, cfas
     """SIDD-convention metrics of a raw model on blocks (N, B, h, w); returns the JSON report."""
     if noisy.shape != gt.shape:
         raise InputError(f"noisy blocks {noisy.shape} and ground truth {gt.shape} differ in shape")
-    model = model.to(device).eval()
+    model = place_model(model, torch.device(device)).eval()
     t0 = time.perf_counter()
     pred = infer.denoise_blocks(model, noisy, cfas, cfa_mode, batch_size, device, precision, progress)
     seconds = time.perf_counter() - t0

@@ -28,11 +28,11 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
     The denoised blocks are clamped to [0, 1] (the benchmark's convention), float32, in the input's order
     and orientation; the CFA handling of the checkpoint's mode is undone block by block.
     """
+    from .accel import pick_device, place_model
     from .checkpoint import load_model
     from .infer import denoise_blocks
     from .io import sidd
     from .io.atomic import check_writable
-    from .accel import pick_device
     out = Path(out)
     by_ext = {".mat": "mat", ".csv": "csv"}.get(out.suffix.lower())
     if fmt is not None and fmt not in ("mat", "csv"):
@@ -51,7 +51,7 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
         warn(f"n2n-raw: note: {blocks_path}: shape {blocks.shape} is not the full benchmark {FULL_SHAPE}")
     cfas = sidd.block_cfas(blocks.shape[0], cfa)
     dev = pick_device(device)
-    model = model.to(dev)
+    model = place_model(model, dev)
     if dev.type == "cuda":  # warm-up outside the timed region: cuDNN autotuning is not denoising time
         denoise_blocks(model, blocks[:1, :1], cfas[:1], meta.get("cfa_mode", "rggb"), 1, dev, precision)
         torch.cuda.synchronize()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .accel import autocast, compile_plan, data_storage, pick_device, training_step, use_bf16
+from .accel import autocast, compile_plan, data_storage, pick_device, place_model, training_step, use_bf16
 from .config import TrainConfig
 from .data import DeviceCropper, device_indices, flat_nbytes, load_source, make_batch
 from .errors import InputError
@@ -200,7 +200,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     cfg = cfg.resolved()
     # Check everything a user gave before the run folder is touched, so a mistake leaves nothing behind.
     device = pick_device(cfg.device, dist.local_rank)
-    compiled, graphs = compile_plan(device, cfg.compile, cfg.cuda_graphs, cfg.batch_size)
+    compiled, graphs = compile_plan(device, cfg.compile, cfg.cuda_graphs, cfg.batch_size, dist.world)
     if dist.rank == 0:
         check_run_dir(run_dir, resume, force)
     source = load_source(cfg)
@@ -215,9 +215,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
 
     # Model, optimiser.
     torch.manual_seed(cfg.seed)
-    model = UNet(cfg.channels, cfg.channels, init=cfg.init, residual=cfg.residual).to(device)
-    if device.type == "cuda":  # cuDNN's fastest convolutions are NHWC
-        model = model.to(memory_format=torch.channels_last)
+    model = place_model(UNet(cfg.channels, cfg.channels, init=cfg.init, residual=cfg.residual), device)
     global_batch = cfg.batch_size * dist.world
     base_lr = cfg.scaled_lr(global_batch)
     optimizer = torch.optim.Adam(model.parameters(), lr=base_lr, fused=device.type == "cuda")  # one kernel set

@@ -28,6 +28,11 @@ def test_compile_plan(device, compile, graphs, batch, want):
     assert accel.compile_plan(device, compile, graphs, batch) == want
 
 
+def test_compile_plan_under_ddp_leaves_graphs_to_the_user():
+    assert accel.compile_plan(CUDA, "auto", "auto", 4, world=2) == (True, False)
+    assert accel.compile_plan(CUDA, "auto", "on", 4, world=2) == (True, True)
+
+
 def test_compile_plan_refuses_graphs_without_cuda_and_unknown_values():
     with pytest.raises(InputError, match="--cuda-graphs: on needs a CUDA device"):
         accel.compile_plan(CPU, "auto", "on", 4)
