@@ -210,6 +210,8 @@ def main():
     ap.add_argument("--compile", default="auto", choices=("auto", "on", "off"))
     ap.add_argument("--cuda-graphs", default="auto", choices=("auto", "on", "off"))
     ap.add_argument("--data-on-device", default="auto", choices=("auto", "on", "pinned", "off"))
+    ap.add_argument("--repeats", type=int, default=1, help="alternate n2n-raw and plain this many times; "
+                    "print the median (steps/s) of each")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--skip-extras", action="store_true", help="no inference or prepare timing")
     ap.add_argument("--submit-full", action="store_true",
@@ -228,11 +230,17 @@ def main():
     for mode in args.modes.split(","):
         patch = args.patch if mode == "srgb" else 2 * args.patch
         for b in (int(v) for v in args.batches.split(",")):
-            for variant in (("n2n-raw",) if args.skip_baseline else ("n2n-raw", "plain")):
-                r = bench_train(mode, b, patch, device, args.steps, args.warmup, opts, variant)
+            variants = ("n2n-raw",) if args.skip_baseline else ("n2n-raw", "plain")
+            runs: dict = {v: [] for v in variants}
+            for _ in range(args.repeats):  # alternate, so a drift in the machine's speed hits both alike
+                for variant in variants:
+                    runs[variant].append(bench_train(mode, b, patch, device, args.steps, args.warmup, opts, variant))
+            for variant, rs in runs.items():
+                r = sorted(rs, key=lambda x: x["steps_s"])[len(rs) // 2]  # the median run
                 frac = f"{100 * r['tflops'] / peak:.1f}%" if peak else "-"
+                spread = f" (runs {min(x['steps_s'] for x in rs):.2f}–{max(x['steps_s'] for x in rs):.2f})" if len(rs) > 1 else ""
                 print(f"{mode:<5} {variant:<8} {b:>5} {patch:>5} {r['steps_s']:>8.2f} {r['crops_s']:>8.1f} "
-                      f"{r['tflops']:>8.3f} {frac:>7} {r['mem_mb']:>8.0f}  {r['how']}", flush=True)
+                      f"{r['tflops']:>8.3f} {frac:>7} {r['mem_mb']:>8.0f}  {r['how']}{spread}", flush=True)
                 if variant == "n2n-raw" and r["crops_s"] > best.get(mode, (0, 0))[1]:
                     best[mode] = (b, r["crops_s"])
     for mode, (b, crops) in best.items():
