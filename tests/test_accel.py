@@ -234,3 +234,11 @@ def test_resumed_optimizer_keeps_this_devices_implementation(tmp_path):
     for p in net.parameters():
         for k in ("exp_avg", "exp_avg_sq"):
             assert torch.equal(plain.state[p][k], fused.state[p][k])
+
+
+def test_configs_saved_while_compile_was_a_flag_still_load():
+    from n2n_raw.config import TrainConfig
+
+    assert TrainConfig.from_dict({"mode": "srgb", "compile": True}).resolved().compile == "on"
+    assert TrainConfig.from_dict({"mode": "srgb", "compile": False}).resolved().compile == "off"
+    assert TrainConfig.from_dict({"mode": "srgb"}).resolved().compile == "auto"
