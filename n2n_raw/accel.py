@@ -25,6 +25,9 @@ CHOICES = ("auto", "on", "off")
 STORAGES = ("auto", "on", "pinned", "off")
 # Small batches are launch-bound: one CUDA graph replays the step's hundreds of kernels in one go.
 CUDA_GRAPH_MAX_BATCH = 16
+# Compilation happens at the first call, CUDA-graph recording after a warm-up call or two: failures there
+# fall back to eager.
+GUARDED_CALLS = 3
 # The training set may take this fraction of the free device memory; the rest is for activations.
 DEVICE_DATA_FRACTION = 0.5
 
@@ -85,7 +88,8 @@ def training_step(loss_fn: Callable, compiled: bool, graphs: bool, fullgraph: bo
 
     With ``compiled``, ``loss_fn`` is compiled as one graph (``fullgraph``: a graph break is an error, not a
     silent slowdown) and its backward with it, in CUDA graphs when ``graphs`` (mode ``reduce-overhead``).
-    If compiling fails on the first step (no Triton, no C++ toolchain) the run goes on eager with a warning,
+    If compiling fails in the first steps (no Triton or C++ toolchain at the first call; CUDA graphs are
+    recorded at a later one) the run goes on eager from that step with a warning,
     unless the user asked for compilation explicitly (``strict``: a one-line error); ``reset`` (zeroing the
     gradients) runs before the eager retry.
     """
@@ -97,20 +101,20 @@ def training_step(loss_fn: Callable, compiled: bool, graphs: bool, fullgraph: bo
     if not compiled:
         return lambda *args: run(loss_fn, args)
     state = {"f": torch.compile(loss_fn, fullgraph=fullgraph, mode="reduce-overhead" if graphs else None),
-             "first": True}
+             "guarded": GUARDED_CALLS}
 
     def step(*args):
-        if not state["first"]:
+        if state["guarded"] == 0:
             return run(state["f"], args)
-        state["first"] = False
-        try:  # forward and backward both compile on this first call
+        state["guarded"] -= 1
+        try:
             return run(state["f"], args)
         except Exception as e:  # noqa: BLE001 - any backend failure: fall back and say why
             first = str(e).splitlines()[0] if str(e) else ""
             if strict:
                 raise InputError(f"--compile: compiling the training step failed ({type(e).__name__}: {first})") from None
             log(f"warning: compiling the training step failed ({type(e).__name__}: {first[:120]}); running eager")
-            state["f"] = loss_fn
+            state["f"], state["guarded"] = loss_fn, 0
             reset()
             return run(loss_fn, args)
 

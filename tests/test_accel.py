@@ -242,3 +242,33 @@ def test_configs_saved_while_compile_was_a_flag_still_load():
     assert TrainConfig.from_dict({"mode": "srgb", "compile": True}).resolved().compile == "on"
     assert TrainConfig.from_dict({"mode": "srgb", "compile": False}).resolved().compile == "off"
     assert TrainConfig.from_dict({"mode": "srgb"}).resolved().compile == "auto"
+
+
+def test_a_failure_while_recording_cuda_graphs_also_falls_back(monkeypatch):
+    """Cudagraph trees record at a later call than the compile: failures in the first calls fall back to
+    eager; later ones are real errors and propagate."""
+    net, noisy, masks = _loss_setup()
+    calls = []
+
+    def fake_compile(fn, fullgraph, mode, fail_at=(2,)):
+        def compiled(*args):
+            calls.append(1)
+            if len(calls) in fail_at:
+                raise RuntimeError("recording failed")
+            return fn(*args)
+        return compiled
+
+    monkeypatch.setattr(accel.torch, "compile", fake_compile)
+    said = []
+    step = accel.training_step(lambda y, m, g: n2n_loss(net, y, m, g), compiled=True, graphs=True, log=said.append)
+    for _ in range(4):
+        step(noisy, masks, torch.tensor(0.5))
+    assert len(calls) == 2 and len(said) == 1 and "RuntimeError: recording failed" in said[0]
+
+    calls.clear()
+    monkeypatch.setattr(accel.torch, "compile", lambda fn, fullgraph, mode: fake_compile(fn, fullgraph, mode, (5,)))
+    step = accel.training_step(lambda y, m, g: n2n_loss(net, y, m, g), compiled=True, graphs=True, log=said.append)
+    for _ in range(4):
+        step(noisy, masks, torch.tensor(0.5))
+    with pytest.raises(RuntimeError, match="recording failed"):
+        step(noisy, masks, torch.tensor(0.5))
