@@ -287,10 +287,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
             g["lr"] = lr
         gamma = gamma_for_epoch(epoch, cfg.epochs, cfg.increase_ratio)
 
-        gen.manual_seed(step_seed(cfg.seed, step))
+        seed = step_seed(cfg.seed, step)
+        gen.manual_seed(seed)
         if cropper is not None:
             # Crops of the whole global batch, then this rank's slice: ranks draw exactly what one process would.
-            crop_gen.manual_seed(step_seed(cfg.seed, step))
+            crop_gen.manual_seed(seed)
             idx = device_indices(len(source), step, global_batch, cfg.seed, steps_per_epoch, cropper.device)
             batch = cropper.crops(idx, crop_gen)[part[0]]
         else:
