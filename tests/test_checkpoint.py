@@ -204,6 +204,14 @@ def _edit_meta(path, **changes):
     path.write_text(json.dumps(meta))
 
 
+def _edit_tensors(path, edit):
+    """Rewrite the checkpoint's safetensors file with ``edit(tensors)`` applied in place."""
+    st = path.with_suffix(".safetensors")
+    tensors = load_file(str(st))
+    edit(tensors)
+    save_file(tensors, str(st))
+
+
 def test_wrong_arch_format_or_json_is_refused(tmp_path):
     model, _, _ = trained(steps=0)
     path = ckpt.save_checkpoint(tmp_path, 1, model, None, META)
@@ -221,10 +229,7 @@ def test_wrong_arch_format_or_json_is_refused(tmp_path):
 def test_wrong_tensor_shapes_are_refused(tmp_path):
     model, _, _ = trained(steps=0)
     path = ckpt.save_checkpoint(tmp_path, 1, model, None, META)
-    st = path.with_suffix(".safetensors")
-    tensors = load_file(str(st))
-    tensors["model.enc0.weight"] = torch.zeros(48, 3, 5, 5)
-    save_file(tensors, str(st))
+    _edit_tensors(path, lambda t: t.update({"model.enc0.weight": torch.zeros(48, 3, 5, 5)}))
     with pytest.raises(InputError, match="do not fit"):
         ckpt.load_model(path)
 
@@ -242,10 +247,7 @@ def test_channel_mismatch_between_meta_and_tensors_is_refused(tmp_path):
 def test_missing_tensor_is_refused(tmp_path):
     model, _, _ = trained(steps=0)
     path = ckpt.save_checkpoint(tmp_path, 1, model, None, META)
-    st = path.with_suffix(".safetensors")
-    tensors = load_file(str(st))
-    del tensors["model.head.2.bias"]
-    save_file(tensors, str(st))
+    _edit_tensors(path, lambda t: t.pop("model.head.2.bias"))
     with pytest.raises(InputError):
         ckpt.load_model(path)
 
