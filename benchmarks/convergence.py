@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
 from n2n_raw import metrics  # noqa: E402
 from n2n_raw.config import TrainConfig  # noqa: E402
 from n2n_raw.io.images import read_rgb, validation_folder_images  # noqa: E402
@@ -122,8 +121,7 @@ def main() -> None:
     if args.steps % args.epochs or args.eval_every % steps_per_epoch:
         sys.exit("--steps must be a multiple of --epochs and --eval-every a multiple of steps per epoch")
     device = torch.device(args.device)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    print(f"commit {commit}, {platform.machine()}, {torch.get_num_threads()} threads, device {device}")
+    print(f"commit {git_rev(ROOT)}; device {device_name(device)}")
     rows = []
     tasks = ["srgb", "raw"] if args.task == "both" else [args.task]
     with tempfile.TemporaryDirectory() as td:

@@ -39,12 +39,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import hashlib
 import importlib.util
 import inspect
 import io
 import os
-import platform
 import re
 import shutil
 import signal
@@ -58,6 +56,8 @@ from pathlib import Path
 from typing import Callable, NamedTuple, NoReturn
 
 import torch
+
+from common import device_name, git_rev  # benchmarks/common.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_URL = "https://github.com/TaoHuang2018/Neighbor2Neighbor"
@@ -131,22 +131,6 @@ ITER_LINE = re.compile(r"^\d{4} \d{5} Loss1=.*Time=([0-9.]+)\s*$")
 def fail(msg: str, code: int = 2) -> NoReturn:
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(code)
-
-
-def git_rev(path: Path, files: tuple[str, ...] = ()) -> str:
-    """Short commit of the repo at ``path``, '+dirty' when tracked files differ from it.
-
-    Outside a git checkout (a copy carried without .git): a hash of ``files``, or 'unknown'.
-    """
-    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True)
-    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=path, capture_output=True, text=True)
-    # A copy without .git that sits inside another repository must not take that repository's commit.
-    if r.returncode != 0 or Path(top.stdout.strip()).resolve() != path.resolve():
-        if not files:
-            return "unknown"
-        return "sha256:" + hashlib.sha256(b"".join((path / f).read_bytes() for f in files)).hexdigest()[:10]
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=path, capture_output=True).returncode != 0
-    return r.stdout.strip() + ("+dirty" if dirty else "")
 
 
 # ------------------------------------------------------------------------------------------- the copy
@@ -254,7 +238,6 @@ def run_reference(work: Path, shims: Path | None, device: str, batch: int, patch
 
 def run_ours(device: str, batch: int, patch: int, steps: int, warmup: int) -> dict:
     """n2n-raw's training loop as throughput.py times it, with every option at `n2n-raw train`'s default."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from throughput import bench_train
     kwargs = dict(mode="srgb", batch=batch, patch=patch, device=torch.device(device), steps=steps,
                   warmup=warmup, opts={}, variant="n2n-raw")
@@ -292,8 +275,7 @@ def main():
         fail("--device cuda: no CUDA device is available to PyTorch here")
 
     t0 = time.perf_counter()
-    dev_name = (torch.cuda.get_device_name(0) if args.device == "cuda"
-                else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
+    dev_name = device_name(torch.device(args.device))
     ours_rev, ref_rev = git_rev(ROOT), git_rev(ref, REFERENCE_FILES)
     print(f"device {dev_name}; torch {torch.__version__}; n2n-raw {ours_rev}; reference {ref_rev}")
     print(f"batch {args.batch}, patch {args.patch}, gauss25, {args.steps} steps after {args.warmup} warm-up")

@@ -20,9 +20,7 @@ import argparse
 import contextlib
 import csv
 import io
-import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
 from n2n_raw.accel import place_model  # noqa: E402
 from n2n_raw.data import RawSource, SrgbSource, default_raw_items, make_batch  # noqa: E402
 from n2n_raw.infer import run_batched  # noqa: E402
@@ -220,9 +219,8 @@ def main():
     device = torch.device(args.device)
     opts = {"precision": args.precision, "compile": args.compile, "cuda_graphs": args.cuda_graphs,
             "data_on_device": args.data_on_device}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
-    print(f"commit {commit}; device {name}; torch {torch.__version__}; options {opts}")
+    name = device_name(device)
+    print(f"commit {git_rev(ROOT)}; device {name}; torch {torch.__version__}; options {opts}")
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
     print(f"{'mode':<5} {'variant':<8} {'batch':>5} {'patch':>5} {'steps/s':>8} {'crops/s':>8} {'TFLOP/s':>8} "
           f"{'of peak':>7} {'peak MB':>8}  how")
