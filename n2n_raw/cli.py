@@ -104,11 +104,12 @@ def prepare_sidd(input_dir: Path = typer.Argument(..., help="SIDD_Medium_Raw fol
 
 @prepare_app.command("dng")
 @handles_errors
-def prepare_dng(input_dir: Path = typer.Argument(..., help="Folder of DNG files (searched recursively)."),
+def prepare_dng(input_dir: Path = typer.Argument(..., help="Folder of camera raw files: DNG or any Bayer raw LibRaw "
+                                                 "reads (NEF, CR2, CR3, ARW, RAF, ORF, RW2, ...), searched recursively."),
                 output: Path = typer.Argument(..., help="HDF5 store to write."),
                 workers: Optional[int] = typer.Option(None, help="Reading threads."),
                 force: bool = typer.Option(False, help="Overwrite OUTPUT if it exists.")):
-    """Every *.dng, normalised with its black and white levels, with its CFA."""
+    """Every camera raw file (DNG, NEF, CR2, ...), normalised with its black and white levels, with its CFA."""
     from .io.dng import prepare_dng as run
     hook = _hook("prepare dng", "file")
     c = run(input_dir, output, workers=_workers(workers), force=force, progress=hook)
@@ -274,7 +275,8 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
 
 @app.command()
 @handles_errors
-def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, DNG files or SIDD .MAT frames."),
+def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, camera raw files (DNG, NEF, CR2, "
+                                              "ARW, ...: written back as DNG) or SIDD .MAT frames."),
             checkpoint: Path = typer.Option(..., help="Checkpoint file or run folder."),
             out: Path = typer.Option(..., help="Output folder."),
             tile: int = typer.Option(512, help="Inputs larger than this (input pixels) are tiled with overlap."),
@@ -353,8 +355,15 @@ def info(path: Path = typer.Argument(..., help="Run folder or checkpoint.")):
     _out(describe(path))
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings from the library reach the user as one line, without a source excerpt."""
+    typer.echo(f"n2n-raw: warning: {' '.join(str(message).split())}", err=True)
+
+
 def main() -> None:
     """Console entry point: one-line errors with exit status 2 for usage mistakes too."""
+    import warnings
+    warnings.showwarning = _show_warning
     try:
         rv = app(standalone_mode=False)
     except typer.Exit as e:

@@ -196,8 +196,8 @@ def _load_raw(cfg) -> list[RawItem]:
                 items.append(_in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), cfa))
             return items
         from .io import dng
-        for f in dng.find_dngs(path):
-            r = dng.read_dng(f)
+        for f in dng.find_raws(path):
+            r = dng.read_raw(f)
             items.append(_in_memory(str(f), r.mosaic, override or r.cfa))
         return items
     st = _open_store(path, "raw")

@@ -2,7 +2,8 @@
 
 sRGB checkpoints: PNG/JPEG/TIFF/... → same-named PNG; ``.npy`` float32 (H, W, 3) in [0, 1] (unclipped input
 allowed) → ``.npy`` float32 (the network output, unclamped, lossless).
-Raw checkpoints: DNG → denoised DNG (optional extra pidng) + a PNG preview rendered by LibRaw; ``.npy``
+Raw checkpoints: DNG or any Bayer camera raw LibRaw reads → denoised DNG carrying the source's metadata + a
+PNG preview rendered by LibRaw; ``.npy``
 float32 (H, W) Bayer mosaic → ``.npy``; SIDD ``.MAT`` frame → ``.npy`` (CFA from the METADATA file beside it).
 """
 from __future__ import annotations
@@ -80,19 +81,13 @@ def _denoise_raw_file(model, meta, path: Path, out_dir: Path, tile: int, cfa: st
     suffix = path.suffix.lower()
     override = check_cfa(cfa) if cfa else None
     run = lambda m, c: infer.denoise_mosaic(model, m, c, mode, tile, 2 * OVERLAP, device, precision)  # noqa: E731
-    if suffix == ".dng":
-        from .io import dng
+    from .io import dng
+    if suffix in dng.RAW_SUFFIXES:
         targets = [check_writable(out_dir / f"{path.stem}.dng", force),
                    check_writable(out_dir / f"{path.stem}.png", force)]
-        r = dng.read_dng(path)
+        r = dng.read_raw(path)
         y = np.clip(run(r.mosaic, override or r.cfa), 0.0, 1.0)
-        written = []
-        try:
-            written.append(dng.write_denoised_dng(path, y, targets[0], force=force))
-        except InputError as e:
-            if "n2n-raw[dng]" not in str(e):
-                raise
-            print(f"n2n-raw: note: {e} (wrote the PNG preview only)")
+        written = [dng.write_denoised_dng(path, y, targets[0], force=force)]
         from .io.images import write_png
         written.append(write_png(targets[1], dng.render_preview(path, y), force=force))
         return written, r.mosaic.size
@@ -117,4 +112,4 @@ def _denoise_raw_file(model, meta, path: Path, out_dir: Path, tile: int, cfa: st
                 raise InputError(f"{path}: no metadata file {meta_path.name} beside it; pass --cfa")
             c = sidd.read_metadata(meta_path).cfa
         return [save_npy(target, run(m, c), force)], m.size
-    raise InputError(f"{path}: unsupported input for a raw checkpoint (expected .dng, .npy or SIDD .MAT)")
+    raise InputError(f"{path}: unsupported input for a raw checkpoint (expected a camera raw file such as .dng/.nef/.cr2, a .npy mosaic or a SIDD .MAT frame)")

@@ -237,7 +237,7 @@ def test_prepare_dng_warns_on_cfa_mismatch_and_fails_when_nothing_readable(pidng
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.dng").write_bytes(b"junk")
-    with pytest.raises(InputError, match=r"bad: none of the 1 \.dng files could be read"):
+    with pytest.raises(InputError, match=r"bad: none of the 1 raw files could be read"):
         dng.prepare_dng(bad, tmp_path / "t.h5")
     assert not (tmp_path / "t.h5").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

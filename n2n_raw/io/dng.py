@@ -1,73 +1,46 @@
-"""DNG files: read Bayer mosaics with rawpy, write DNGs with pidng, render previews with LibRaw.
+"""Camera raw files: read any Bayer raw LibRaw reads, write denoised DNGs that keep their source's metadata.
 
-- :func:`read_dng` → :class:`RawImage`: float32 (H, W) mosaic in [0, 1] (black level subtracted per 2×2
-  position, divided by white − black, clipped), its CFA pattern (one of ``n2n_raw.bayer.CFAS``), levels, bits.
-- :func:`write_dng` writes an uncompressed 10/12/16-bit CFA DNG through the optional ``pidng`` package
-  (``pip install 'n2n-raw[dng]'``); rawpy reads it back bit-exactly. :func:`write_denoised_dng` writes a
-  denoised [0, 1] mosaic with the levels, CFA, bit depth and colour metadata of its source DNG.
+- :func:`read_raw` (alias :func:`read_dng`) → :class:`RawImage`: float32 (H, W) mosaic in [0, 1] (black level
+  subtracted per 2×2 position, divided by white − black, clipped), its CFA pattern (one of
+  ``n2n_raw.bayer.CFAS``), levels, bits. DNG and every camera format LibRaw decodes as a 2×2 Bayer mosaic
+  (NEF, CR2, CR3, ARW, RAF, ORF, RW2, PEF, KDC, ...); X-Trans, Foveon, multi-plane and linear raws are refused.
+- :func:`write_denoised_dng` writes a denoised mosaic as a DNG that is its source with new pixels: for a DNG
+  source every tag of IFD0, of the raw IFD and of the EXIF/GPS directories is carried as stored (see
+  :data:`STORAGE_TAGS` for the few that are rewritten); for another format a DNG is built from what LibRaw and
+  the file say (make, model, orientation, colour matrix, white balance, levels, EXIF basics). The stored area,
+  masked border included, keeps its geometry, so ActiveArea/DefaultCrop stay valid.
+- :func:`write_dng` writes an uncompressed 10/12/16-bit CFA DNG from scratch through the optional ``pidng``
+  package (``pip install 'n2n-raw[dng]'``); the synthetic data and tests use it as an independent writer.
 - :func:`render_preview` renders a mosaic with the source file's own metadata (camera white balance);
   :func:`save_png` writes it.
-- :func:`find_dngs` and :func:`prepare_dng` turn a folder of DNGs into a training store.
+- :func:`find_raws` and :func:`prepare_dng` turn a folder of raw files into a training store.
 
 rawpy (LibRaw) cannot write raw files; LibRaw refuses DNGs smaller than 22×22 pixels.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..bayer import CFAS, cfa_phase_check, check_cfa
+from .. import __version__
+from ..bayer import cfa_phase_check, check_cfa
 from ..errors import InputError
+from . import tiff
 from .atomic import atomic_path
+from .camera_raw import (RAW_SUFFIXES, RawImage, _XYZ_RGB, _cfa_of, _color_meta, _libraw_errors, _open,  # noqa: F401
+                         find_dngs, find_raws, read_dng, read_raw)
 from .store import StoreWriter
 
 WRITE_BITS = (10, 12, 16)
 MIN_SIZE = 22  # LibRaw refuses smaller images
 MAX_WORKERS = 8  # prepare_dng: decoded frames in flight stay bounded (a 16 MP frame is 64 MB)
 _EXTRA = "pip install 'n2n-raw[dng]'"
-# sRGB (linear, D65) → XYZ, as LibRaw uses it to turn a DNG ColorMatrix into rgb_cam.
-_XYZ_RGB = np.array([[0.412453, 0.357580, 0.180423],
-                     [0.212671, 0.715160, 0.072169],
-                     [0.019334, 0.119193, 0.950227]])
-
-
-@dataclass
-class RawImage:
-    """One Bayer frame read from a DNG.
-
-    Attributes:
-        mosaic: float32 (H, W), H and W even, values in [0, 1]:
-            clip((raw − black) / (white − black), 0, 1) with ``black`` per 2×2 position.
-        cfa: the 2×2 pattern of ``mosaic``, one of "RGGB", "BGGR", "GRBG", "GBRG".
-        black_level: black level (raw units) at each 2×2 cell position, row-major: (0,0), (0,1), (1,0), (1,1).
-        white_level: saturation level (raw units).
-        bits: bit depth, the bit length of ``white_level`` (10, 12, 14, 16, ...).
-        color_matrix: XYZ → camera RGB (3×3 float64, DNG ColorMatrix convention, rows normalised as LibRaw
-            does), or None when the file carries none.
-        as_shot_neutral: camera RGB of a neutral grey (DNG AsShotNeutral: 1 / white-balance multipliers,
-            G = 1), or None when the file carries none.
-    """
-
-    mosaic: np.ndarray
-    cfa: str
-    black_level: tuple[float, float, float, float]
-    white_level: float
-    bits: int
-    color_matrix: np.ndarray | None = field(default=None, repr=False)
-    as_shot_neutral: tuple[float, float, float] | None = None
-
-
-def _rawpy():
-    import rawpy  # a core dependency; imported lazily to keep `import n2n_raw.io.dng` cheap
-    return rawpy
 
 
 def _pidng(path):
@@ -78,123 +51,6 @@ def _pidng(path):
     except ImportError:
         raise InputError(f"{path}: writing DNG files needs the optional extra: {_EXTRA}") from None
     return RAW2DNG, DNGTags, Tag, PhotometricInterpretation, CalibrationIlluminant
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a DNG file")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
-
-
-@contextlib.contextmanager
-def _libraw_errors(path: Path):
-    """Turn rawpy/LibRaw exceptions raised in the block into one-line InputErrors naming ``path``."""
-    rawpy = _rawpy()
-    try:
-        yield
-    except rawpy.LibRawFileUnsupportedError:
-        raise InputError(f"{path}: not a raw file LibRaw can read (not a DNG, or damaged)") from None
-    except (rawpy.LibRawIOError, rawpy.LibRawDataError):
-        raise InputError(f"{path}: cannot read the DNG (truncated or damaged file)") from None
-    except rawpy.LibRawError as e:
-        msg = e.args[0].decode("ascii", "replace") if e.args and isinstance(e.args[0], bytes) else str(e)
-        raise InputError(f"{path}: cannot read the DNG ({msg})") from None
-
-
-def _open(path: Path):
-    """rawpy.imread + unpack (LibRaw decodes lazily: decode now so damage shows up here)."""
-    _check_file(path)
-    with _libraw_errors(path):
-        raw = _rawpy().imread(str(path))
-        try:
-            raw.unpack()
-        except BaseException:
-            raw.close()
-            raise
-    return raw
-
-
-def _cfa_of(raw, path: Path) -> str:
-    """The 2×2 pattern of ``raw_image_visible``; InputError for non-Bayer data."""
-    rawpy = _rawpy()
-    if raw.raw_type != rawpy.RawType.Flat:
-        raise InputError(f"{path}: a linear (demosaiced) DNG, not a Bayer mosaic; only 2×2 Bayer CFA raw "
-                         "files are supported")
-    pattern = raw.raw_pattern
-    if pattern is None or np.asarray(pattern).shape != (2, 2):
-        shape = "none" if pattern is None else "×".join(map(str, np.asarray(pattern).shape))
-        raise InputError(f"{path}: the colour filter array is not a 2×2 Bayer pattern (pattern {shape}: X-Trans "
-                         "or another CFA); only RGGB, BGGR, GRBG and GBRG are supported")
-    desc = raw.color_desc.decode("ascii", "replace")
-    try:
-        colours = raw.raw_colors_visible[:2, :2]
-        cfa = "".join(desc[int(c)] for c in colours.ravel())
-    except (IndexError, ValueError):
-        cfa = "?"
-    if cfa not in CFAS:
-        raise InputError(f"{path}: unsupported colour filter pattern {cfa!r} (colours {desc!r}); only RGGB, BGGR, "
-                         "GRBG and GBRG are supported")
-    return cfa
-
-
-def _color_meta(raw) -> tuple[np.ndarray | None, tuple[float, float, float] | None]:
-    """(ColorMatrix XYZ→camera 3×3, AsShotNeutral) reconstructed from LibRaw's rgb_cam and camera WB."""
-    matrix = None
-    try:
-        rgb_cam = np.asarray(raw.color_matrix, np.float64)[:3, :3]
-        if np.all(np.isfinite(rgb_cam)) and abs(np.linalg.det(rgb_cam)) > 1e-9 \
-                and not np.allclose(rgb_cam, np.eye(3)):
-            # LibRaw: cam_rgb = ColorMatrix · xyz_rgb (rows normalised to 1); rgb_cam = inverse of cam_rgb.
-            matrix = np.linalg.inv(rgb_cam) @ np.linalg.inv(_XYZ_RGB)
-    except (AttributeError, ValueError, np.linalg.LinAlgError):
-        matrix = None
-    neutral = None
-    wb = np.asarray(getattr(raw, "camera_whitebalance", [0, 0, 0]), np.float64)[:3]
-    if np.all(np.isfinite(wb)) and np.all(wb > 0):
-        neutral = tuple(float(wb[1] / v) for v in wb)
-    return matrix, neutral
-
-
-def read_dng(path: str | os.PathLike) -> RawImage:
-    """Read a Bayer DNG (or any raw file LibRaw reads) into a normalised float32 mosaic.
-
-    Args:
-        path: the file.
-    Returns:
-        :class:`RawImage` with ``mosaic`` float32 (H, W) in [0, 1], H and W even, MATLAB/file orientation
-        (LibRaw's visible area, no rotation applied).
-    Raises:
-        InputError: missing/unreadable file, not a raw file, truncated, not a 2×2 Bayer CFA (X-Trans,
-            linear DNG), odd-sized visible area (nothing is cropped silently), white level ≤ black level.
-    """
-    path = Path(path)
-    with _open(path) as raw, _libraw_errors(path):
-        cfa = _cfa_of(raw, path)
-        mosaic = np.array(raw.raw_image_visible, dtype=np.float32)  # a copy: valid after the file closes
-        colours = np.array(raw.raw_colors_visible[:2, :2])
-        per_colour = np.asarray(raw.black_level_per_channel, np.float64)
-        white = float(raw.white_level)
-        matrix, neutral = _color_meta(raw)
-    h, w = mosaic.shape
-    if h % 2 or w % 2:
-        raise InputError(f"{path}: odd-sized mosaic {h}×{w}; Bayer mosaics need even height and width")
-    black = per_colour[colours]  # (2, 2) black level per cell position
-    if white <= black.max():
-        raise InputError(f"{path}: white level {white:g} is not above the black level {black.max():g}")
-    cells = mosaic.reshape(h // 2, 2, w // 2, 2)  # a view: normalise per 2×2 position without a full black map
-    b = black.astype(np.float32)[None, :, None, :]
-    cells -= b
-    cells /= np.float32(white) - b
-    np.clip(mosaic, 0.0, 1.0, out=mosaic)
-    return RawImage(mosaic=mosaic, cfa=cfa, black_level=tuple(float(v) for v in black.ravel()),
-                    white_level=white, bits=max(int(white).bit_length(), 1), color_matrix=matrix,
-                    as_shot_neutral=neutral)
 
 
 def _rationals(values, denominator: int = 10000) -> list[list[int]]:
@@ -303,29 +159,191 @@ def _check_mosaic01(mosaic01, shape, src: Path) -> np.ndarray:
     return x
 
 
+#: Tags that describe how the pixels are stored (rewritten for the new strip) or that are only valid for the
+#: source's pixels or previews (dropped): every other tag of the source is carried unchanged.
+STORAGE_TAGS = frozenset({
+    254, 255,                 # NewSubfileType / SubfileType: the output's IFD0 is the full-resolution raw
+    256, 257, 258, 259, 262,  # ImageWidth/Length, BitsPerSample, Compression, PhotometricInterpretation
+    266, 273, 277, 278, 279,  # FillOrder, StripOffsets, SamplesPerPixel, RowsPerStrip, StripByteCounts
+    284, 317, 322, 323, 324, 325, 338, 339, 340, 341, 347,  # planar, predictor, tiles, sample format, JPEG tables
+    513, 514, 529, 530, 531, 532,  # JPEG interchange (embedded thumbnails), YCbCr of previews
+    50712,                    # LinearizationTable: LibRaw has applied it, the stored values are linear
+    50858, 51111,             # RawImageDigest, NewRawImageDigest: MD5 of the source's pixels
+    50966, 50967, 50968, 50969, 50970, 50971,  # Preview* tags: they describe the dropped previews
+})
+PROCESSING_SOFTWARE = 11  # TIFF/EP ProcessingSoftware: says n2n-raw processed the file, Software stays as it was
+_DNG_VERSION = 50706
+_CFA_PHOTOMETRIC = 32803
+_LIBRAW_FLIP_TO_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}  # LibRaw's sizes.flip → TIFF Orientation
+
+
+def _raw_ifd(chain: list[tiff.Node], bo: str) -> tiff.Node | None:
+    """The full-resolution CFA directory of a DNG: IFD0 or one of its SubIFDs (NewSubfileType 0, CFA)."""
+    for node in [chain[0], *chain[0].children.get(330, [])]:
+        if node.value(254, bo, 0) == 0 and node.value(262, bo) == _CFA_PHOTOMETRIC:
+            return node
+    return None
+
+
+def _carry_dng(chain: list[tiff.Node], bo: str, shape: tuple[int, int], src: Path) -> tiff.Node:
+    """IFD0 of the output: the source's IFD0 and raw IFD tags (raw IFD wins), less :data:`STORAGE_TAGS`,
+    with its EXIF and GPS directories; previews and other SubIFDs are dropped."""
+    raw = _raw_ifd(chain, bo)
+    if raw is None:
+        raise InputError(f"{src}: no full-resolution CFA image directory in the DNG")
+    stored = (raw.value(257, bo), raw.value(256, bo))
+    if stored != tuple(shape):
+        raise InputError(f"{src}: LibRaw decodes {shape[0]}×{shape[1]} pixels but the raw directory stores "
+                         f"{stored[0]}×{stored[1]}; cannot carry its geometry")
+    out = tiff.Node()
+    for node in ([chain[0], raw] if raw is not chain[0] else [raw]):
+        out.entries.update({t: e for t, e in node.entries.items() if t not in STORAGE_TAGS})
+        out.children.update({t: k for t, k in node.children.items() if t != 330})
+    return out
+
+
+def _rational_pairs(values, denominator: int = 1_000_000) -> list[int]:
+    out = []
+    for v in values:
+        out += [int(round(float(v) * denominator)), denominator]
+    return out
+
+
+def _black_entry(black: np.ndarray, bo: str) -> tiff.Entry:
+    """BlackLevel as LONG when whole numbers (as cameras write it), else RATIONAL."""
+    if np.all(black == np.round(black)):
+        return tiff.entry(50714, 4, [int(v) for v in black], bo)
+    return tiff.entry(50714, 5, _rational_pairs(black, 1000), bo)
+
+
+def _tiff_metadata(path: Path) -> tuple[str | None, str | None]:
+    """(Make, Model) from a TIFF-based camera raw's IFD0 (NEF, CR2, ARW, KDC, ...); (None, None) otherwise."""
+    try:
+        with open(path, "rb") as f:
+            bo, chain = tiff.read_tiff(f.read())
+    except (OSError, tiff.TiffError, ValueError, IndexError):
+        return None, None
+    make, model = chain[0].value(271, bo), chain[0].value(272, bo)
+    return (make.strip() or None) if isinstance(make, str) else None, \
+        (model.strip() or None) if isinstance(model, str) else None
+
+
+def _build_dng(raw, src: Path, cfa: str, black: np.ndarray, white: float, bo: str) -> tiff.Node:
+    """IFD0 (+ EXIF) for a non-DNG source, from what LibRaw and the file say.
+
+    ColorMatrix1 is LibRaw's camera matrix (XYZ D65 → camera, its ``rgb_xyz_matrix``); when LibRaw has none, the
+    matrix that makes a DNG reader apply LibRaw's own fallback (camera RGB taken as sRGB)."""
+    s = raw.sizes
+    vh, vw = raw.raw_image_visible.shape
+    e = lambda tag, typ, v: tiff.entry(tag, typ, v, bo)  # noqa: E731
+    make, model = _tiff_metadata(src)
+    cam_xyz = np.asarray(raw.rgb_xyz_matrix, np.float64)[:3, :3]
+    if not np.all(np.isfinite(cam_xyz)) or abs(np.linalg.det(cam_xyz)) < 1e-9:
+        cam_xyz, _ = _color_meta(raw)
+        if cam_xyz is None:
+            cam_xyz = np.linalg.inv(_XYZ_RGB)
+    wb = np.asarray(raw.camera_whitebalance, np.float64)[:3]
+    neutral = wb[1] / wb if np.all(np.isfinite(wb)) and np.all(wb > 0) else np.ones(3)
+    node = tiff.Node()
+    for ent in [e(33421, 3, [2, 2]), e(33422, 1, ["RGB".index(c) for c in cfa]),
+                e(_DNG_VERSION, 1, [1, 4, 0, 0]), e(50707, 1, [1, 1, 0, 0]),
+                e(274, 3, _LIBRAW_FLIP_TO_ORIENTATION.get(int(s.flip), 1)),
+                e(50713, 3, [2, 2]),
+                _black_entry(black.ravel(), bo),
+                e(50717, 4, int(round(white))),
+                e(50721, 10, _rational_pairs(cam_xyz.ravel(), 10000)), e(50778, 3, 21),  # D65
+                e(50728, 5, _rational_pairs(neutral, 10000))]:
+        node.entries[ent.tag] = ent
+    if make:
+        node.entries[271] = e(271, 2, make)
+    if model:
+        node.entries[272] = e(272, 2, model)
+    if make or model:
+        node.entries[50708] = e(50708, 2, " ".join(x for x in (make, model) if x))
+    if (s.top_margin, s.left_margin, vh, vw) != (0, 0, s.raw_height, s.raw_width):
+        node.entries[50829] = e(50829, 4, [s.top_margin, s.left_margin, s.top_margin + vh, s.left_margin + vw])
+    other = raw.other if hasattr(raw, "other") else None
+    exif = tiff.Node()
+    if other is not None:
+        if getattr(other, "artist", ""):
+            node.entries[315] = e(315, 2, other.artist)
+        if other.shutter_speed > 0:
+            exif.entries[33434] = e(33434, 5, _rational_pairs([other.shutter_speed], 1_000_000))
+        if other.aperture > 0:
+            exif.entries[33437] = e(33437, 5, _rational_pairs([other.aperture], 100))
+        if other.iso_speed > 0:
+            exif.entries[34855] = e(34855, 3, min(int(round(other.iso_speed)), 65535))
+        if other.timestamp is not None:
+            exif.entries[36867] = e(36867, 2, other.timestamp.strftime("%Y:%m:%d %H:%M:%S"))
+        if other.focal_length > 0:
+            exif.entries[37386] = e(37386, 5, _rational_pairs([other.focal_length], 100))
+    lens = getattr(getattr(raw, "lens", None), "model", "")
+    if lens:
+        exif.entries[42036] = e(42036, 2, lens)
+    if exif.entries:
+        exif.entries[36864] = tiff.Entry(36864, 7, 4, b"0231")  # ExifVersion
+        node.children[34665] = [exif]
+    return node
+
+
 def write_denoised_dng(src_path: str | os.PathLike, denoised01: np.ndarray, out_path: str | os.PathLike,
                        force: bool = False) -> Path:
-    """Write a denoised mosaic as a DNG with its source's CFA, levels, bit depth and colour metadata.
+    """Write a denoised mosaic as a DNG: its source with new pixels.
 
     Args:
-        src_path: the DNG the mosaic came from (read with :func:`read_dng`).
-        denoised01: float (H, W) in [0, 1] (values outside are clipped after denormalising), the source's size.
-        out_path: output DNG (refused if it exists unless ``force``).
+        src_path: the raw file the mosaic came from (read with :func:`read_raw`): a DNG or any camera raw.
+        denoised01: float (H, W) in [0, 1] (values outside are clipped after denormalising), the source's
+            visible size (what :func:`read_raw` returned).
+        out_path: output DNG (refused if it exists unless ``force``; written to a temporary name and renamed).
     Returns:
-        The written path. The sample size is the smallest of 10, 12, 16 bits that holds the source's bit
-        depth (a 14-bit source is stored in 16-bit samples with its own white level). The colour matrix is
-        the one LibRaw derived from the source (rows normalised as LibRaw does), so LibRaw renders the
-        written file like the source; other converters may show small colour differences.
+        The written path. The whole stored area of the source is written, uncompressed, 16 bits per sample,
+        in the source's byte order and raw units: the masked border as it was, the visible area with the
+        denoised values (x·(white − black) + black per 2×2 position, rounded). So BlackLevel, WhiteLevel,
+        ActiveArea, DefaultCrop and every other tag keep their meaning and value. A DNG source's tags are
+        carried as stored except :data:`STORAGE_TAGS`; ProcessingSoftware names n2n-raw. A non-DNG source
+        gets a DNG built from what it says (see :func:`_build_dng`).
+    Raises:
+        InputError: unreadable/unsupported source (as :func:`read_raw`), existing output without ``force``.
+        ValueError: ``denoised01`` of the wrong shape or not finite.
     """
     src_path = Path(src_path)
-    src = read_dng(src_path)
-    x = _check_mosaic01(denoised01, src.mosaic.shape, src_path)
-    bits = min(b for b in WRITE_BITS if b >= min(src.bits, 16))  # 14-bit sources go into 16-bit samples
-    top = (1 << bits) - 1
-    raw = _denormalise(x, src.black_level, src.white_level, top)
-    return write_dng(out_path, raw, src.cfa, bits, black_level=src.black_level,
-                     white_level=min(src.white_level, top), force=force, color_matrix=src.color_matrix,
-                     as_shot_neutral=src.as_shot_neutral)
+    with _open(src_path) as raw, _libraw_errors(src_path):
+        cfa = _cfa_of(raw, src_path)
+        stored = np.array(raw.raw_image, dtype=np.uint16)  # the whole stored area, masked border included
+        visible_shape = raw.raw_image_visible.shape
+        top, left = int(raw.sizes.top_margin), int(raw.sizes.left_margin)
+        black = np.asarray(raw.black_level_per_channel, np.float64)[np.array(raw.raw_colors_visible[:2, :2])]
+        white = float(raw.white_level)
+        if white <= black.max():
+            raise InputError(f"{src_path}: white level {white:g} is not above the black level {black.max():g}")
+        x = _check_mosaic01(denoised01, visible_shape, src_path)
+        with open(src_path, "rb") as f:
+            head = f.read()
+        try:
+            bo, chain = tiff.read_tiff(head)
+            is_dng = _DNG_VERSION in chain[0].entries
+        except tiff.TiffError:
+            bo, chain, is_dng = "<", [], False
+        if is_dng:
+            node = _carry_dng(chain, bo, stored.shape, src_path)
+        else:
+            bo = "<"
+            node = _build_dng(raw, src_path, cfa, black, white, bo)
+    vh, vw = visible_shape
+    stored[top:top + vh, left:left + vw] = _denormalise(x, black.ravel(), white, 65535)
+    h, w = stored.shape
+    e = lambda tag, typ, v: tiff.entry(tag, typ, v, bo)  # noqa: E731
+    for ent in [e(254, 4, 0), e(256, 4, w), e(257, 4, h), e(258, 3, 16), e(259, 3, 1),
+                e(262, 3, _CFA_PHOTOMETRIC), e(277, 3, 1), e(278, 4, h), e(284, 3, 1),
+                e(PROCESSING_SOFTWARE, 2, f"n2n-raw {__version__}")]:
+        node.entries[ent.tag] = ent
+    if 50717 not in node.entries:  # the default white, 2**BitsPerSample - 1, changes with the new 16-bit samples
+        node.entries[50717] = e(50717, 4, int(round(white)))
+    data = tiff.write_tiff(node, stored.astype(f"{bo}u2").tobytes(), bo)
+    with atomic_path(Path(out_path), force) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    return Path(out_path)
 
 
 def render_preview(src_path: str | os.PathLike, mosaic01: np.ndarray | None = None) -> np.ndarray:
@@ -360,28 +378,9 @@ def save_png(path: str | os.PathLike, rgb_uint8: np.ndarray, force: bool = False
     return write_png(path, rgb_uint8, force=force)
 
 
-def find_dngs(root: str | os.PathLike) -> list[Path]:
-    """Every ``*.dng`` (any case) under ``root``, recursively, sorted; ``root`` itself if it is a DNG file.
-
-    Raises:
-        InputError: ``root`` missing, or no DNG found.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise InputError(f"{root}: no such file or folder")
-    if root.is_file():
-        if root.suffix.lower() != ".dng":
-            raise InputError(f"{root}: not a .dng file")
-        return [root]
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".dng" and p.is_file())
-    if not files:
-        raise InputError(f"{root}: no .dng files found (searched recursively)")
-    return files
-
-
 def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int | None = None,
                 force: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Read every DNG under ``root`` into a raw training store (``n2n_raw.io.store``) at ``out``.
+    """Read every camera raw file (DNG, NEF, CR2, ...; see :func:`find_raws`) under ``root`` into a raw training store (``n2n_raw.io.store``) at ``out``.
 
     Each readable file becomes one item: float32 (H, W) mosaic in [0, 1] with attrs ``cfa``, ``source``
     (path relative to ``root``, POSIX style) and ``bits``; the store's ``sources`` lists those paths.
@@ -394,11 +393,11 @@ def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int
     Returns:
         ``{"frames": n, "skipped": k, "seconds": t, "errors": [one-line message per skipped file]}``.
     Raises:
-        InputError: no DNG under ``root``, none readable, or ``out`` exists without ``force``.
+        InputError: no raw file under ``root``, none readable, or ``out`` exists without ``force``.
     """
     t0 = time.perf_counter()
     root = Path(root)
-    files = find_dngs(root)
+    files = find_raws(root)
     base = root if root.is_dir() else root.parent
     workers = max(1, min(4, os.cpu_count() or 1) if workers is None else min(int(workers), MAX_WORKERS))
     sources: list[str] = []
@@ -406,7 +405,7 @@ def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int
 
     def load(p: Path):
         try:
-            return read_dng(p)
+            return read_raw(p)
         except InputError as e:
             return e
 
@@ -443,6 +442,6 @@ def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int
                 progress(done, len(files))
         if not sources:
             first = f" (first error: {errors[0]})" if errors else ""
-            raise InputError(f"{root}: none of the {len(files)} .dng files could be read{first}")
+            raise InputError(f"{root}: none of the {len(files)} raw files could be read{first}")
     return {"frames": len(sources), "skipped": len(errors), "seconds": time.perf_counter() - t0,
             "errors": errors}
