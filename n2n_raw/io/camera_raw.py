@@ -36,8 +36,8 @@ class RawImage:
     """One Bayer frame read from a raw file.
 
     Attributes:
-        mosaic: float32 (H, W), H and W even, values in [0, 1]:
-            clip((raw − black) / (white − black), 0, 1) with ``black`` per 2×2 position.
+        mosaic: float32 (H, W), H and W even: (raw − black) / (white − black) with ``black`` per 2×2
+            position, clipped to [0, 1] unless read with ``clip=False`` (then noise below black stays negative).
         cfa: the 2×2 pattern of ``mosaic``, one of "RGGB", "BGGR", "GRBG", "GBRG".
         black_level: black level (raw units) at each 2×2 cell position, row-major: (0,0), (0,1), (1,0), (1,1).
         white_level: saturation level (raw units).
@@ -144,14 +144,41 @@ def _color_meta(raw) -> tuple[np.ndarray | None, tuple[float, float, float] | No
     return matrix, neutral
 
 
-def read_raw(path: str | os.PathLike) -> RawImage:
+def probe_rgb_cam(path: Path) -> np.ndarray | None:
+    """LibRaw's camera → linear sRGB matrix (3×3) for a file whose matrix LibRaw does not expose.
+
+    For cameras without a matrix in the file, LibRaw may still apply one of its own tables (rawpy shows
+    neither, e.g. for the Kodak DC50). Its renders in camera colour and in sRGB differ by exactly that
+    matrix (both linear, same demosaic and white balance), so a least-squares fit over unclipped pixels
+    recovers it. Returns None when too few pixels are usable.
+    """
+    renders = []
+    rawpy = _rawpy()
+    for space in (rawpy.ColorSpace.raw, rawpy.ColorSpace.sRGB):
+        with _open(path) as raw, _libraw_errors(path):
+            renders.append(raw.postprocess(output_color=space, gamma=(1, 1), no_auto_bright=True, output_bps=16,
+                                           user_wb=[1.0, 1.0, 1.0, 1.0], half_size=True, user_flip=0)
+                           .reshape(-1, 3).astype(np.float64))
+    cam, rgb = renders
+    ok = (cam.max(1) < 60000) & (rgb.max(1) < 60000) & (rgb.min(1) > 0) & (cam.min(1) > 64)  # unclipped
+    if ok.sum() < 100:
+        return None
+    m, *_ = np.linalg.lstsq(cam[ok], rgb[ok], rcond=None)
+    return np.round(m.T, 4)
+
+
+def read_raw(path: str | os.PathLike, clip: bool = True) -> RawImage:
     """Read a Bayer raw file (DNG or any camera format LibRaw reads) into a normalised float32 mosaic.
 
     Args:
         path: the file.
+        clip: clip to [0, 1]. ``False`` keeps values below black (negative) and above white: read noise
+            around black is symmetric, so clipping it biases dark pixels upwards (a low-light frame whose
+            mean sits a few DN above black reads several DN too bright), and only the unclipped values
+            write back bit-exactly.
     Returns:
-        :class:`RawImage` with ``mosaic`` float32 (H, W) in [0, 1], H and W even, MATLAB/file orientation
-        (LibRaw's visible area, no rotation applied).
+        :class:`RawImage` with ``mosaic`` float32 (H, W), in [0, 1] when clipped, H and W even,
+        MATLAB/file orientation (LibRaw's visible area, no rotation applied).
     Raises:
         InputError: missing/unreadable file, not a raw file, truncated, not a 2×2 Bayer CFA (X-Trans,
             linear DNG), odd-sized visible area (nothing is cropped silently), white level ≤ black level.
@@ -177,7 +204,8 @@ def read_raw(path: str | os.PathLike) -> RawImage:
     b = black.astype(np.float32)[None, :, None, :]
     cells -= b
     cells /= np.float32(white) - b
-    np.clip(mosaic, 0.0, 1.0, out=mosaic)
+    if clip:
+        np.clip(mosaic, 0.0, 1.0, out=mosaic)
     return RawImage(mosaic=mosaic, cfa=cfa, black_level=tuple(float(v) for v in black.ravel()),
                     white_level=white, bits=max(int(white).bit_length(), 1), color_matrix=matrix,
                     as_shot_neutral=neutral)

@@ -33,7 +33,7 @@ from ..bayer import cfa_phase_check, check_cfa
 from ..errors import InputError
 from . import tiff
 from .atomic import atomic_path
-from .camera_raw import (RAW_SUFFIXES, RawImage, _XYZ_RGB, _cfa_of, _color_meta, _libraw_errors, _open,  # noqa: F401
+from .camera_raw import (RAW_SUFFIXES, RawImage, _XYZ_RGB, probe_rgb_cam, _cfa_of, _color_meta, _libraw_errors, _open,  # noqa: F401
                          find_dngs, find_raws, read_dng, read_raw)
 from .store import StoreWriter
 
@@ -231,8 +231,9 @@ def _tiff_metadata(path: Path) -> tuple[str | None, str | None]:
 def _build_dng(raw, src: Path, cfa: str, black: np.ndarray, white: float, bo: str) -> tiff.Node:
     """IFD0 (+ EXIF) for a non-DNG source, from what LibRaw and the file say.
 
-    ColorMatrix1 is LibRaw's camera matrix (XYZ D65 → camera, its ``rgb_xyz_matrix``); when LibRaw has none, the
-    matrix that makes a DNG reader apply LibRaw's own fallback (camera RGB taken as sRGB)."""
+    ColorMatrix1 is LibRaw's camera matrix (XYZ D65 → camera, its ``rgb_xyz_matrix``); when LibRaw shows none,
+    the one that makes a DNG reader apply what LibRaw applies to the source (:func:`probe_rgb_cam`), or camera
+    RGB taken as sRGB."""
     s = raw.sizes
     vh, vw = raw.raw_image_visible.shape
     e = lambda tag, typ, v: tiff.entry(tag, typ, v, bo)  # noqa: E731
@@ -241,7 +242,9 @@ def _build_dng(raw, src: Path, cfa: str, black: np.ndarray, white: float, bo: st
     if not np.all(np.isfinite(cam_xyz)) or abs(np.linalg.det(cam_xyz)) < 1e-9:
         cam_xyz, _ = _color_meta(raw)
         if cam_xyz is None:
-            cam_xyz = np.linalg.inv(_XYZ_RGB)
+            rgb_cam = probe_rgb_cam(src)
+            rgb_cam = np.eye(3) if rgb_cam is None or abs(np.linalg.det(rgb_cam)) < 1e-6 else rgb_cam
+            cam_xyz = np.linalg.inv(rgb_cam) @ np.linalg.inv(_XYZ_RGB)
     wb = np.asarray(raw.camera_whitebalance, np.float64)[:3]
     neutral = wb[1] / wb if np.all(np.isfinite(wb)) and np.all(wb > 0) else np.ones(3)
     node = tiff.Node()

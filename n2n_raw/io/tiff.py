@@ -78,8 +78,8 @@ def _parse(buf: bytes, offset: int, bo: str, seen: set[int], depth: int) -> tupl
     for i in range(n):
         tag, typ, count, raw = struct.unpack_from(f"{bo}HHI4s", buf, offset + 2 + 12 * i)
         size = TYPE_SIZES.get(typ)
-        if size is None or tag in node.entries:
-            continue  # unknown type: a reader must skip it; a repeated tag: the first one counts
+        if size is None:
+            continue  # unknown type: a reader must skip it
         nbytes = size * count
         if nbytes <= 4:
             data = raw[:nbytes]
@@ -88,7 +88,7 @@ def _parse(buf: bytes, offset: int, bo: str, seen: set[int], depth: int) -> tupl
             if at + nbytes > len(buf):
                 raise TiffError(f"tag {tag} points past the end of the file")
             data = buf[at:at + nbytes]
-        entry = Entry(tag, typ, count, data)
+        entry = Entry(tag, typ, count, data)  # a repeated tag (a writer's bug): the last counts, as in LibRaw
         if tag in POINTER_TAGS and typ in (4, 13):
             node.children[tag] = [_parse(buf, off, bo, seen, depth + 1)[0] for off in entry.values(bo)[:MAX_IFDS]]
         else:

@@ -1,0 +1,240 @@
+"""Real camera files (../shared/data/real_raw, made by cameras and other programs, not by this project).
+
+The denoised DNG must be its source with new pixels: every tag carried (read back by tifffile and, where
+installed, exiftool: two readers that share no code with n2n-raw), orientation kept, stored pixels round-tripped
+bit-exactly, and what is not a Bayer mosaic refused with one line. Skipped where the folder is absent.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rawpy
+import tifffile
+
+from n2n_raw.errors import InputError
+from n2n_raw.io import dng
+
+from conftest import assert_one_line_error, cli
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_raw"
+pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="shared/data/real_raw is not here")
+
+DNGS = ["canon_550d_colorchart.dng", "pi_bggr_scene.dng", "pi_gbrg_no_blacklevel.dng",
+        "burst_lowlight/image_21.dng"]
+# Tags the writer rewrites (storage) or adds; everything else must be equal.
+REWRITTEN = set(dng.STORAGE_TAGS) | {dng.PROCESSING_SOFTWARE}
+EXIFTOOL_STORAGE = {"BitsPerSample", "StripOffsets", "StripByteCounts", "RowsPerStrip", "PlanarConfiguration",
+                    "TileWidth", "TileLength", "TileOffsets", "TileByteCounts", "SampleFormat",
+                    "ProcessingSoftware", "SubfileType", "Compression"}
+
+
+def _tags(page) -> dict:
+    """{code: value} of one tifffile page; a repeated tag keeps its last value (as LibRaw reads it)."""
+    out = {}
+    for t in page.tags.values():
+        out[t.code] = t.value
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list, np.ndarray)) or isinstance(b, (tuple, list, np.ndarray)):
+        return np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+    return a == b
+
+
+def _identity_dng(src: Path, out: Path) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the no-black-level file warns; tested below
+        r = dng.read_raw(src, clip=False)  # unclipped: values below black come back too
+        return dng.write_denoised_dng(src, r.mosaic, out)
+
+
+@pytest.mark.parametrize("name", DNGS)
+def test_every_tag_carried_tifffile(tmp_path, name):
+    src = REAL / name
+    out = _identity_dng(src, tmp_path / "out.dng")
+    with tifffile.TiffFile(src) as a, tifffile.TiffFile(out) as b:
+        ta, tb = _tags(a.pages[0]), _tags(b.pages[0])
+        assert len(b.pages) == 1 and a.byteorder == b.byteorder
+    for code, value in ta.items():
+        if code in REWRITTEN:
+            continue
+        assert code in tb, f"tag {code} of {name} was dropped"
+        assert _same(value, tb[code]), f"tag {code} of {name} changed: {value!r} -> {tb[code]!r}"
+    added = set(tb) - set(ta) - REWRITTEN
+    assert added <= {50717}, added  # WhiteLevel only where the source relied on 2**bits - 1
+    if 50717 not in ta:
+        assert tb[50717] == (1 << ta[258]) - 1
+    assert tb[258] == 16 and tb[259] == 1 and tb[262] == 32803 and tb[dng.PROCESSING_SOFTWARE].startswith("n2n-raw")
+
+
+def test_canon_named_tags_and_exif_kept(tmp_path):
+    """The tags issue 10 found dropped or re-invented, by name."""
+    src = REAL / "canon_550d_colorchart.dng"
+    out = _identity_dng(src, tmp_path / "out.dng")
+    with tifffile.TiffFile(src) as a, tifffile.TiffFile(out) as b:
+        pa, pb = a.pages[0].tags, b.pages[0].tags
+        for name in ["Make", "Model", "UniqueCameraModel", "ColorMatrix1", "AsShotNeutral", "BaselineExposure",
+                     "BaselineNoise", "BaselineSharpness", "LinearResponseLimit", "AnalogBalance",
+                     "DefaultCropOrigin", "DefaultCropSize", "ActiveArea", "Artist", "Copyright", "Orientation",
+                     "BlackLevel", "WhiteLevel", "DNGVersion"]:
+            assert _same(pa[name].value, pb[name].value), name
+        assert pb["Make"].value == "Canon" and pb["Model"].value == "Canon EOS Kiss X4"
+        assert _same(pa["ExifTag"].value, pb["ExifTag"].value)
+        assert {"ISOSpeedRatings", "ExposureTime", "FNumber", "FocalLength", "DateTimeOriginal"} <= set(pb["ExifTag"].value)
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
+@pytest.mark.parametrize("name", DNGS)
+def test_every_tag_carried_exiftool(tmp_path, name):
+    src = REAL / name
+    out = _identity_dng(src, tmp_path / "out.dng")
+
+    def read(p):
+        res = subprocess.run(["exiftool", "-j", "-a", "-G1", "-n", "-u", "--System:all", "--File:all",
+                              "--Composite:all", "--ExifTool:all", str(p)], capture_output=True, text=True, check=True)
+        return {k: v for k, v in json.loads(res.stdout)[0].items() if k != "SourceFile"}
+    ta, tb = read(src), read(out)
+    for key, value in ta.items():
+        if key.split(":", 1)[1] in EXIFTOOL_STORAGE:
+            continue
+        assert key in tb, f"{key} of {name} dropped"
+        assert tb[key] == value, f"{key} of {name}: {value!r} -> {tb[key]!r}"
+    assert set(tb) - set(ta) <= {"IFD0:ProcessingSoftware", "IFD0:WhiteLevel", "IFD0:RowsPerStrip",
+                                 "IFD0:StripOffsets", "IFD0:StripByteCounts", "IFD0:PlanarConfiguration"}
+
+
+@pytest.mark.parametrize("name", ["canon_550d_colorchart.dng", "pi_bggr_scene.dng"])
+def test_stored_pixels_round_trip_bit_exact(tmp_path, name):
+    """Unchanged pixels come back bit-exactly, masked border included: LibRaw unpacks the source's 10/14-bit
+    strips, tifffile reads the output's 16-bit ones."""
+    src = REAL / name
+    out = _identity_dng(src, tmp_path / "out.dng")
+    with rawpy.imread(str(src)) as raw:
+        a = raw.raw_image.copy()
+    b = tifffile.imread(out)
+    assert a.shape == b.shape and b.dtype == np.uint16
+    assert np.array_equal(a, b)
+
+
+def test_denoised_values_land_in_raw_units(tmp_path):
+    """New values: x·(white − black) + black, read back by LibRaw; ActiveArea still frames them."""
+    src = REAL / "canon_550d_colorchart.dng"
+    r = dng.read_raw(src)
+    x = np.random.default_rng(0).random(r.mosaic.shape, dtype=np.float32)
+    out = dng.write_denoised_dng(src, x, tmp_path / "out.dng")
+    with rawpy.imread(str(out)) as raw:
+        vis = raw.raw_image_visible.astype(np.float64)
+        assert raw.black_level_per_channel == [2056] * 4 and raw.white_level == 15000
+    assert np.array_equal(vis, np.rint(x.astype(np.float64) * (15000 - 2056) + 2056))
+    assert np.abs(dng.read_raw(out).mosaic - x).max() <= 0.5 / (15000 - 2056) + 1e-6
+
+
+def _with_orientation(src: Path, dst: Path, value: int) -> Path:
+    """Copy ``src`` with its Orientation value patched in place (offset from tifffile, not n2n-raw)."""
+    buf = bytearray(src.read_bytes())
+    with tifffile.TiffFile(src) as t:
+        tag = t.pages[0].tags["Orientation"]
+        at, bo = tag.valueoffset, t.byteorder
+    buf[at:at + 2] = value.to_bytes(2, "little" if bo == "<" else "big")
+    dst.write_bytes(bytes(buf))
+    return dst
+
+
+def test_orientation_kept_portrait(tmp_path):
+    src = _with_orientation(REAL / "canon_550d_colorchart.dng", tmp_path / "portrait.dng", 6)
+    out = _identity_dng(src, tmp_path / "out.dng")
+    with tifffile.TiffFile(out) as t:
+        assert t.pages[0].tags["Orientation"].value == 6
+    with rawpy.imread(str(src)) as a, rawpy.imread(str(out)) as b:
+        ra = a.postprocess(use_camera_wb=True, output_bps=8, half_size=True)
+        rb = b.postprocess(use_camera_wb=True, output_bps=8, half_size=True)
+    assert ra.shape == rb.shape and ra.shape[0] > ra.shape[1]  # portrait in LibRaw's render
+    assert np.array_equal(ra, rb)
+
+
+def test_camera_raw_kdc_becomes_dng(tmp_path):
+    """A Kodak KDC (not a DNG): read through LibRaw, written as a DNG built from what the file says."""
+    src = REAL / "kodak_dc50.kdc"
+    r = dng.read_raw(src)
+    assert r.cfa == "GRBG" and r.mosaic.shape == (512, 768)
+    out = dng.write_denoised_dng(src, r.mosaic, tmp_path / "out.dng")
+    with tifffile.TiffFile(out) as t:
+        tags = t.pages[0].tags
+        assert tags["Make"].value == "Eastman Kodak Company"
+        assert tags["Model"].value == "Kodak Digital Science DC50 Zoom Camera"
+        assert tags["Orientation"].value == 1 and bytes(tags["DNGVersion"].value) == bytes([1, 4, 0, 0])
+        exif = tags["ExifTag"].value
+        assert exif["ISOSpeedRatings"] == 84 and exif["DateTimeOriginal"] == "1997:04:23 08:00:47"
+        assert abs(exif["FNumber"][0] / exif["FNumber"][1] - 6.2) < 1e-3
+        assert abs(exif["ExposureTime"][0] / exif["ExposureTime"][1] - 0.00435) < 1e-5
+    assert np.array_equal(dng.read_raw(out).mosaic, r.mosaic)
+    with rawpy.imread(str(src)) as a, rawpy.imread(str(out)) as b:  # LibRaw renders both alike
+        ra = a.postprocess(use_camera_wb=True, output_bps=8).astype(np.float64)
+        rb = b.postprocess(use_camera_wb=True, output_bps=8).astype(np.float64)
+    assert ra.shape == rb.shape
+    assert np.abs(ra - rb).mean() < 0.05  # LibRaw applies its own DC50 matrix to both (probe_rgb_cam)
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("kodak_c330_not_bayer.raw", "multi-plane raw"),
+    ("stub_no_pixels.dng", "white level 4095 is not above the black level"),
+])
+def test_not_bayer_or_broken_refused_by_cli(tmp_path, raw_ckpt, name, reason):
+    res = cli("denoise", "--checkpoint", raw_ckpt, REAL / name, "--out", tmp_path / "o", expect=2)
+    line = assert_one_line_error(res.stderr, name)
+    assert reason in line
+    assert not any((tmp_path / "o").glob("*"))
+    with pytest.raises(InputError, match=reason):
+        dng.read_raw(REAL / name)
+
+
+def test_unclipped_read_keeps_noise_below_black():
+    """LibRaw's raw values minus black, over white minus black, with nothing clipped: the dark burst's mean."""
+    src = REAL / "burst_lowlight" / "image_21.dng"
+    r, c = dng.read_raw(src, clip=False), dng.read_raw(src)
+    with rawpy.imread(str(src)) as raw:
+        v = raw.raw_image_visible.astype(np.float64)
+        black, white = raw.black_level_per_channel[0], raw.white_level
+    assert np.allclose(r.mosaic, (v - black) / (white - black), atol=1e-6)
+    assert r.mosaic.min() < 0 and c.mosaic.min() == 0
+    assert c.mosaic.mean() > r.mosaic.mean()  # the clip's bias, which the unclipped read avoids
+
+
+def test_missing_black_level_warns():
+    with pytest.warns(UserWarning, match=r"pi_gbrg_no_blacklevel\.dng: the file states no black level, but its "
+                                         r"darkest pixels are at \d+"):
+        dng.read_raw(REAL / "pi_gbrg_no_blacklevel.dng")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dng.read_raw(REAL / "pi_bggr_scene.dng")  # black 60 stated: no warning
+
+
+def test_denoise_cli_on_real_files(tmp_path, raw_ckpt):
+    """The whole command on a real DNG and a KDC: DNG + preview out, same visible size, same tags."""
+    out = tmp_path / "o"
+    res = cli("denoise", "--checkpoint", raw_ckpt, REAL / "pi_bggr_scene.dng", REAL / "kodak_dc50.kdc",
+              "--out", out)
+    assert "pi_bggr_scene.dng" in res.stdout and "kodak_dc50.kdc" in res.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["kodak_dc50.dng", "kodak_dc50.png", "pi_bggr_scene.dng",
+                                                    "pi_bggr_scene.png"]
+    for name, shape in [("pi_bggr_scene", (1088, 1456)), ("kodak_dc50", (512, 768))]:
+        assert dng.read_raw(out / f"{name}.dng").mosaic.shape == shape
+
+
+def test_find_raws_takes_camera_formats(tmp_path):
+    (tmp_path / "a").mkdir()
+    for n in ["x.DNG", "y.nef", "z.CR3", "a/w.kdc", "notes.txt", "pic.jpg"]:
+        (tmp_path / n).write_bytes(b"")
+    assert [p.name for p in dng.find_raws(tmp_path)] == ["w.kdc", "x.DNG", "y.nef", "z.CR3"]
+    (tmp_path / "a" / "sub").mkdir()
+    with pytest.raises(InputError, match="no camera raw files found"):
+        dng.find_raws(tmp_path / "a" / "sub")
