@@ -37,7 +37,10 @@ def _atomic_write(path: Path, write) -> None:
 
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     meta: dict, keep: int = 3) -> Path:
-    """Write checkpoint ``step`` into ``run_dir``; keep the newest ``keep`` ones (0 keeps all). Returns the JSON path."""
+    """Write checkpoint ``step`` into ``run_dir``; keep the newest ``keep`` ones (0 keeps all) and the best.
+
+    The best is the checkpoint with the highest ``meta["metrics"]["val_psnr"]``: it is never pruned, so the
+    best of all those ever written is always on disk (see :func:`best_checkpoint`). Returns the JSON path."""
     run_dir = Path(run_dir)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     optim_groups = None
@@ -57,10 +60,31 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
             "versions": {"n2n_raw": __version__, "torch": torch.__version__}, **meta}
     _atomic_write(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(full, indent=2)))
     if keep > 0:
+        best = best_checkpoint(run_dir)
         for old in list_checkpoints(run_dir)[:-keep]:
+            if old == best:
+                continue
             old.with_suffix(".safetensors").unlink(missing_ok=True)
             old.unlink(missing_ok=True)
     return stem.with_suffix(".json")
+
+
+WHICH = ("best", "last")
+
+
+def val_psnr_of(json_path: Path) -> float | None:
+    """The validation PSNR a checkpoint was saved with, or None (not validated, unreadable)."""
+    try:
+        v = (json.loads(Path(json_path).read_text()).get("metrics") or {}).get("val_psnr")
+        return float(v) if v is not None else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """The complete checkpoint with the highest validation PSNR (the newer one on a tie), or None."""
+    scored = [(v, i, p) for i, p in enumerate(list_checkpoints(run_dir)) if (v := val_psnr_of(p)) is not None]
+    return max(scored)[2] if scored else None
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -70,14 +94,19 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
 
 
-def resolve(path: str | os.PathLike) -> Path:
-    """A checkpoint path (JSON, safetensors or .pt) or a run folder (its newest checkpoint) → the JSON path."""
+def resolve(path: str | os.PathLike, which: str = "last") -> Path:
+    """A checkpoint path (JSON, safetensors or .pt) or a run folder → the JSON path.
+
+    For a run folder ``which`` picks the checkpoint: "last" (the newest) or "best" (:func:`best_checkpoint`,
+    the newest when none was validated); a checkpoint file is taken as it is."""
     p = Path(path)
+    if which not in WHICH:
+        raise InputError(f"--which: unknown value {which!r} (expected best or last)")
     if p.is_dir():
         ckpts = list_checkpoints(p)
         if not ckpts:
             raise InputError(f"{p}: no checkpoint in this run folder")
-        return ckpts[-1]
+        return (best_checkpoint(p) if which == "best" else None) or ckpts[-1]
     if not p.exists():
         raise InputError(f"{p}: no such checkpoint")
     meta = p.with_suffix(".json")
@@ -86,9 +115,18 @@ def resolve(path: str | os.PathLike) -> Path:
     return meta
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Read (meta, tensors) of a checkpoint without unpickling anything."""
-    meta_path = resolve(path)
+def describe_choice(path: str | os.PathLike, which: str, meta: dict) -> str:
+    """How the checkpoint was chosen, for reports and submissions: e.g. "best of runs/x (step 800, 38.61 dB)"."""
+    psnr = (meta.get("metrics") or {}).get("val_psnr")
+    at = f"step {meta.get('step')}" + (f", validation {float(psnr):.2f} dB" if psnr is not None else ", not validated")
+    if not Path(path).is_dir():
+        return f"file {Path(path).name} ({at})"
+    return f"{which} of {Path(path).name} ({at})"
+
+
+def load_checkpoint(path: str | os.PathLike, which: str = "last") -> tuple[dict, dict[str, torch.Tensor]]:
+    """Read (meta, tensors) of a checkpoint (or a run folder's ``which``) without unpickling anything."""
+    meta_path = resolve(path, which)
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -130,9 +168,12 @@ def build_model(meta: dict, tensors: dict[str, torch.Tensor], where: str = "chec
     return model
 
 
-def load_model(path: str | os.PathLike, expect_mode: str | None = None) -> tuple[UNet, dict]:
-    """Load a model for inference: (model in eval mode on CPU, meta). Checks the mode when asked."""
-    meta, tensors = load_checkpoint(path)
+def load_model(path: str | os.PathLike, expect_mode: str | None = None, which: str = "best") -> tuple[UNet, dict]:
+    """Load a model for inference: (model in eval mode on CPU, meta). Checks the mode when asked.
+
+    ``which`` picks a run folder's checkpoint (see :func:`resolve`); ``meta["chosen"]`` says which was taken."""
+    meta, tensors = load_checkpoint(path, which)
+    meta["chosen"] = describe_choice(path, which, meta)
     mode = meta.get("mode")
     if expect_mode is not None and mode != expect_mode:
         raise InputError(f"{path}: this is a {mode} checkpoint, not {expect_mode}")

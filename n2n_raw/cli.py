@@ -22,6 +22,8 @@ prepare_app = typer.Typer(no_args_is_help=True, help="Turn a data folder into on
 app.add_typer(prepare_app, name="prepare")
 
 DEBUG = {"on": False}
+WHICH_HELP = ("Checkpoint of a run folder: best (highest validation PSNR; the newest when the run was never "
+              "validated) or last (the newest).")
 
 
 def _fail(message: str) -> None:
@@ -209,7 +211,8 @@ def _write_json(path: Path, obj: dict, force: bool) -> None:
 
 @app.command()
 @handles_errors
-def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run folder (its newest)."),
+def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run folder."),
+             which: str = typer.Option("best", help=WHICH_HELP),
              mode: str = typer.Option(..., help="srgb or raw (must match the checkpoint)."),
              data: List[Path] = typer.Option([], help="srgb: validation folders, in protocol order."),
              noise: str = typer.Option("gauss25", help="srgb: the noise model."),
@@ -237,7 +240,8 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
     if report is not None:
         from .io.atomic import check_writable
         check_writable(report, force)
-    model, meta = load_model(checkpoint, expect_mode=mode)
+    model, meta = load_model(checkpoint, expect_mode=mode, which=which)
+    _out(f"checkpoint: {meta['chosen']}")
     dev = pick_device(device)
     hook = _hook("evaluate", "img")
     if mode == "srgb":
@@ -263,7 +267,7 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
         rep = evaluate_raw(model, nb, gb, block_cfas(nb.shape[0], cfa), meta.get("cfa_mode", "rggb"),
                            batch_size, dev, precision, progress=hook)
         hook.close()
-    rep["checkpoint"] = str(checkpoint)
+    rep["checkpoint"], rep["checkpoint_chosen"] = str(checkpoint), meta["chosen"]
     _out(f"all          {rep['count']:>5} evals  PSNR {rep['psnr']:.2f} dB  SSIM {rep['ssim']:.4f}  "
          f"(noisy {rep['noisy_psnr']:.2f} dB)")
     if report is not None:
@@ -278,6 +282,7 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
 def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, camera raw files (DNG, NEF, CR2, "
                                               "ARW, ...: written back as DNG) or SIDD .MAT frames."),
             checkpoint: Path = typer.Option(..., help="Checkpoint file or run folder."),
+            which: str = typer.Option("best", help=WHICH_HELP),
             out: Path = typer.Option(..., help="Output folder."),
             tile: int = typer.Option(512, help="Inputs larger than this (input pixels) are tiled with overlap."),
             cfa: Optional[str] = typer.Option(None, help="raw: CFA of .npy mosaics (or override for MAT frames)."),
@@ -288,7 +293,8 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
     from .checkpoint import load_model
     from .accel import pick_device, place_model
     from .denoise import denoise_file
-    model, meta = load_model(checkpoint)
+    model, meta = load_model(checkpoint, which=which)
+    _out(f"checkpoint: {meta['chosen']}")
     dev = pick_device(device)
     model = place_model(model, dev)
     if tile < 128:
@@ -312,6 +318,7 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
 @app.command("submit-sidd")
 @handles_errors
 def submit_sidd(checkpoint: Path = typer.Option(..., help="Raw checkpoint file or run folder."),
+                which: str = typer.Option("best", help=WHICH_HELP + " Written into OptionalData.Checkpoint."),
                 blocks: Path = typer.Option(..., help="BenchmarkNoisyBlocksRaw.mat."),
                 out: Path = typer.Option(..., help="SubmitRaw.mat or SubmitRaw.csv."),
                 format: Optional[str] = typer.Option(None, "--format", help="mat or csv (default: from --out)."),
@@ -329,7 +336,8 @@ def submit_sidd(checkpoint: Path = typer.Option(..., help="Raw checkpoint file o
     res = submit(checkpoint, blocks, out, fmt=format, cfa=cfa, batch_size=batch_size, force=force,
                  device=device, precision=precision, progress=_hook("denoise blocks", "img"),
                  optional={"MethodName": method_name, "Authors": authors, "PaperTitle": paper_title,
-                           "Venue": venue})
+                           "Venue": venue}, which=which)
+    _out(f"checkpoint: {res['checkpoint']}")
     _out(f"{out}: {res['blocks']} blocks denoised in {res['seconds']:.2f} s "
          f"({res['time_mp']:.4f} s/MP), written as {res['format']} and verified")
 

@@ -51,7 +51,9 @@ def describe(path: str | Path) -> str:
                          f"best {float(best['val_psnr']):.2f} dB (step {best['step']})")
     else:
         lines.append("progress: no metrics yet")
-    lines.append("checkpoints: " + (", ".join(c.stem for c in cks) if cks else "none"))
+    best_ck = ckpt.best_checkpoint(p)
+    lines.append("checkpoints: " + (", ".join(c.stem + (" (best)" if c == best_ck else "") for c in cks)
+                                    if cks else "none"))
     for extra in ("summary.json", "curves.png", "comparison.png"):
         if (p / extra).exists():
             lines.append(f"{extra}: {p / extra}")

@@ -22,8 +22,10 @@ def machine_specs(device: torch.device) -> str:
 
 def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | None = None, batch_size: int = 32,
            force: bool = False, device: str = "auto", precision: str = "auto", progress=None,
-           optional: dict | None = None, warn=print) -> dict:
-    """Write a verified submission; returns {"blocks", "seconds", "time_mp", "format", "path"}.
+           optional: dict | None = None, warn=print, which: str = "best") -> dict:
+    """Write a verified submission; returns {"blocks", "seconds", "time_mp", "format", "path", "checkpoint"}.
+
+    ``which`` picks a run folder's checkpoint (best or last); the choice is written into OptionalData.Checkpoint.
 
     The denoised blocks are clamped to [0, 1] (the benchmark's convention), float32, in the input's order
     and orientation; the CFA handling of the checkpoint's mode is undone block by block.
@@ -45,7 +47,7 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
     if batch_size < 1:
         raise InputError(f"--batch-size: must be >= 1, got {batch_size}")
     check_writable(out, force)
-    model, meta = load_model(checkpoint, expect_mode="raw")
+    model, meta = load_model(checkpoint, expect_mode="raw", which=which)
     blocks = sidd.read_blocks(blocks_path)
     if blocks.shape != FULL_SHAPE:
         warn(f"n2n-raw: note: {blocks_path}: shape {blocks.shape} is not the full benchmark {FULL_SHAPE}")
@@ -64,10 +66,10 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
     time_mp = seconds * 1024 * 1024 / blocks.size
     if fmt == "mat":
         opt = {"MethodName": "Neighbor2Neighbor (n2n-raw)", "Authors": "", "PaperTitle": "", "Venue": "",
-               **(optional or {}), "MachineSpecs": machine_specs(dev)}
+               **(optional or {}), "MachineSpecs": machine_specs(dev), "Checkpoint": meta["chosen"]}
         sidd.write_submission_mat(out, pred, time_mp, opt, force=force)
     else:
         sidd.write_submission_csv(out, pred, force=force)
     sidd.verify_submission(out, pred)
     return {"blocks": int(blocks.shape[0] * blocks.shape[1]), "seconds": seconds, "time_mp": time_mp,
-            "format": fmt, "path": str(out), "denoised": pred}
+            "format": fmt, "path": str(out), "denoised": pred, "checkpoint": meta["chosen"]}

@@ -94,6 +94,36 @@ def test_keep_newest(tmp_path):
                     "ckpt-00000005.json", "ckpt-00000005.safetensors"]
 
 
+def test_best_is_kept_beside_the_newest(tmp_path):
+    """keep=2 with validation PSNRs 30, 35, 32, 31, 33: step 2 (35 dB) survives beside steps 4 and 5, at
+    every point of the run; best/last pick it and the newest."""
+    model, opt, _ = trained(steps=0)
+    for s, psnr in zip((1, 2, 3, 4, 5), (30.0, 35.0, 32.0, 31.0, 33.0)):
+        ckpt.save_checkpoint(tmp_path, s, model, opt, {**META, "metrics": {"val_psnr": psnr}}, keep=2)
+        assert ckpt.best_checkpoint(tmp_path).name == ("ckpt-00000001.json" if s == 1 else "ckpt-00000002.json")
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == [
+        "ckpt-00000002.json", "ckpt-00000004.json", "ckpt-00000005.json"]
+    assert ckpt.resolve(tmp_path, "best").name == "ckpt-00000002.json"
+    assert ckpt.resolve(tmp_path, "last").name == "ckpt-00000005.json"
+    _, meta = ckpt.load_model(tmp_path)  # best is the default
+    assert meta["step"] == 2 and meta["chosen"] == f"best of {tmp_path.name} (step 2, validation 35.00 dB)"
+    assert ckpt.load_model(tmp_path, which="last")[1]["chosen"].startswith("last of")
+    # a file is taken as it is, whatever which says
+    assert ckpt.load_model(tmp_path / "ckpt-00000004.json", which="best")[1]["step"] == 4
+    with pytest.raises(InputError, match="--which: unknown value 'first'"):
+        ckpt.resolve(tmp_path, "first")
+
+
+def test_best_without_validation_is_the_newest(tmp_path):
+    model, _, _ = trained(steps=0)
+    for s in (1, 2, 3):
+        ckpt.save_checkpoint(tmp_path, s, model, None, {**META, "metrics": {"loss": 0.1}}, keep=2)
+    assert ckpt.best_checkpoint(tmp_path) is None
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["ckpt-00000002.json", "ckpt-00000003.json"]
+    _, meta = ckpt.load_model(tmp_path, which="best")
+    assert meta["step"] == 3 and "not validated" in meta["chosen"]
+
+
 def test_keep_zero_keeps_all(tmp_path):
     model, _, _ = trained(steps=0)
     for s in (3, 1, 2):

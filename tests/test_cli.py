@@ -202,6 +202,13 @@ def test_evaluate_raw_report(raw_run, raw_world, tmp_path):
     assert [(p["image"], p["block"]) for p in rep["per_image"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     for key in ("psnr", "ssim", "noisy_psnr"):
         assert isinstance(rep[key], float) and np.isfinite(rep[key])
+    # best (the default) is the step with the highest validation PSNR in metrics.csv, and the report says so
+    with open(raw_run / "metrics.csv", newline="") as f:
+        best = max(csv.DictReader(f), key=lambda r: float(r["val_psnr"]))
+    assert rep["checkpoint_chosen"].startswith(f"best of run (step {best['step']}, validation ")
+    r = cli("evaluate", "--checkpoint", raw_run, "--which", "last", "--mode", "raw", "--noisy",
+            raw_world["val_noisy"], "--gt", raw_world["val_gt"], *CPU)
+    assert "checkpoint: last of run (step 2," in r.stdout
 
 
 def _expected_submission(ckpt, blocks_path) -> np.ndarray:
@@ -238,6 +245,8 @@ def test_submit_sidd_mat_and_csv(raw_ckpt, raw_world, tmp_path):
     opt = m["OptionalData"][0, 0]
     assert set(sidd.OPTIONAL_FIELDS) <= set(opt.dtype.names)
     assert str(opt["MethodName"].item()) == "N2N test" and str(opt["Authors"].item()) == "A. B."
+    assert str(opt["Checkpoint"].item()) == f"file {raw_ckpt.name} (step 2, validation " \
+        f"{json.loads(raw_ckpt.read_text())['metrics']['val_psnr']:.2f} dB)"
 
     # .csv, decoded independently: header ID,BLOCK; row k = block (k // B, k % B) as base64 float32 LE.
     with open(csv_path, newline="") as f:
