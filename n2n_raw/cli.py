@@ -123,7 +123,8 @@ def prepare_dng(input_dir: Path = typer.Argument(..., help="Folder of camera raw
 
 @app.command()
 @handles_errors
-def train(mode: Optional[str] = typer.Option(None, help="srgb or raw (with --resume: the run's own)."),
+def train(ctx: typer.Context,
+          mode: Optional[str] = typer.Option(None, help="srgb or raw (with --resume: the run's own)."),
           out: Path = typer.Option(..., help="Run folder: config.json, metrics.csv, checkpoints."),
           data: Optional[Path] = typer.Option(None, help="Store from `prepare`, or a folder of images (srgb) / "
                                               "SIDD MAT or DNG files (raw). Default: built-in synthetic data."),
@@ -154,7 +155,10 @@ def train(mode: Optional[str] = typer.Option(None, help="srgb or raw (with --res
           val_every: int = typer.Option(1, help="Validate every N epochs (0: never)."),
           cfa_mode: str = typer.Option("rggb", help="raw: rggb (unify to R,G1,G2,B; Liu et al. 2019) or "
                                        "positional (pack by 2×2 position, as published pipelines did)."),
-          cfa: Optional[str] = typer.Option(None, help="raw: override the CFA of every input."),
+          cfa: Optional[str] = typer.Option(None, help="raw: override the CFA of every training input (not of "
+                                            "the validation blocks: see --val-cfa)."),
+          val_cfa: Optional[str] = typer.Option(None, help="raw: override the CFA of the validation blocks "
+                                                "(default: SIDD's 40-scene table)."),
           augment: bool = typer.Option(False, help="raw: Bayer-preserving flips/transposes (not in the paper)."),
           precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32."),
           compile: str = typer.Option("auto", help="torch.compile the loss step and its backward as one graph: "
@@ -188,13 +192,17 @@ def train(mode: Optional[str] = typer.Option(None, help="srgb or raw (with --res
     cfg = TrainConfig(mode=mode, data=str(data) if data else None, noise=noise, epochs=epochs, steps=steps,
                       batch_size=batch_size, patch_size=patch_size, lr=lr, lr_rule=lr_rule, increase_ratio=increase_ratio,
                       lambda1=lambda1, lambda2=lambda2, seed=seed, init=init, residual=residual, cfa_mode=cfa_mode, cfa=cfa,
-                      augment=augment, val=tuple(str(v) for v in val), val_repeat=val_repeat,
+                      augment=augment, val_cfa=val_cfa, val=tuple(str(v) for v in val), val_repeat=val_repeat,
                       val_noisy=str(val_noisy) if val_noisy else None, val_gt=str(val_gt) if val_gt else None,
                       val_every=val_every, device=device, precision=precision, compile=compile, cuda_graphs=cuda_graphs,
                       data_on_device=data_on_device,
                       log_every=max(1, log_every), ckpt_every=ckpt_every, keep_checkpoints=keep_checkpoints,
                       tensorboard=tensorboard)
-    summary = run(cfg, out, resume=resume, force=force, log=lambda s: typer.echo(s, err=True))
+    import dataclasses
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {n for n in fields if n in ctx.params and  # options typed by the user, not left at their defaults
+             getattr(ctx.get_parameter_source(n), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+    summary = run(cfg, out, resume=resume, force=force, log=lambda s: typer.echo(s, err=True), given=given)
     if summary["rank"] != 0:  # DDP: rank 0 reports
         return
     val_txt = f", validation PSNR {summary['val_psnr']:.2f} dB" if summary.get("val_psnr") is not None else ""
@@ -220,6 +228,8 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
              seed: int = typer.Option(101, help="srgb: numpy legacy seed of the noise stream (paper: 101)."),
              noisy: Optional[Path] = typer.Option(None, help="raw: ValidationNoisyBlocksRaw.mat."),
              gt: Optional[Path] = typer.Option(None, help="raw: ValidationGtBlocksRaw.mat."),
+             positions: Optional[Path] = typer.Option(None, help="raw: BenchmarkBlocks32.mat to check the blocks' "
+                                                      "even starts against (default: the one beside --noisy, if any)."),
              cfa: Optional[str] = typer.Option(None, help="raw: override the 40-scene table's CFA for every image."),
              batch_size: int = typer.Option(32, help="raw: blocks per forward pass."),
              report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
@@ -258,10 +268,10 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
                  f"(noisy {s['noisy_psnr']:.2f} dB)")
     else:
         from .evaluate import evaluate_raw
-        from .io.sidd import block_cfas, read_blocks
+        from .io.sidd import block_cfas, read_blocks, read_checked_blocks
         if noisy is None or gt is None:
             raise InputError("--noisy/--gt: raw evaluation needs both block files")
-        nb, gb = read_blocks(noisy), read_blocks(gt)
+        nb, gb = read_checked_blocks(noisy, positions), read_blocks(gt)
         if nb.shape != gb.shape:
             raise InputError(f"{gt}: shape {gb.shape} differs from {noisy} {nb.shape}")
         rep = evaluate_raw(model, nb, gb, block_cfas(nb.shape[0], cfa), meta.get("cfa_mode", "rggb"),
@@ -320,6 +330,8 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
 def submit_sidd(checkpoint: Path = typer.Option(..., help="Raw checkpoint file or run folder."),
                 which: str = typer.Option("best", help=WHICH_HELP + " Written into OptionalData.Checkpoint."),
                 blocks: Path = typer.Option(..., help="BenchmarkNoisyBlocksRaw.mat."),
+                positions: Optional[Path] = typer.Option(None, help="BenchmarkBlocks32.mat: every block must start on "
+                                                         "an even row and column (default: checked when beside --blocks)."),
                 out: Path = typer.Option(..., help="SubmitRaw.mat or SubmitRaw.csv."),
                 format: Optional[str] = typer.Option(None, "--format", help="mat or csv (default: from --out)."),
                 cfa: Optional[str] = typer.Option(None, help="Override the 40-scene table's CFA for every image."),
@@ -336,7 +348,7 @@ def submit_sidd(checkpoint: Path = typer.Option(..., help="Raw checkpoint file o
     res = submit(checkpoint, blocks, out, fmt=format, cfa=cfa, batch_size=batch_size, force=force,
                  device=device, precision=precision, progress=_hook("denoise blocks", "img"),
                  optional={"MethodName": method_name, "Authors": authors, "PaperTitle": paper_title,
-                           "Venue": venue}, which=which)
+                           "Venue": venue}, which=which, positions=positions)
     _out(f"checkpoint: {res['checkpoint']}")
     _out(f"{out}: {res['blocks']} blocks denoised in {res['seconds']:.2f} s "
          f"({res['time_mp']:.4f} s/MP), written as {res['format']} and verified")

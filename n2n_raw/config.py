@@ -53,6 +53,7 @@ class TrainConfig:
     val_repeat: int | None = None        # None: the paper's repeat per folder name
     val_noisy: str | None = None         # raw validation block files
     val_gt: str | None = None
+    val_cfa: str | None = None           # raw: override the validation blocks' CFA (default: the 40-scene table)
     val_every: int = 1                   # validate every N epochs (0: never)
     device: str = "auto"
     precision: str = "auto"              # auto: bf16 on CUDA, fp32 on CPU
@@ -97,9 +98,10 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise InputError(msg)
-        if self.cfa is not None:
-            from .bayer import check_cfa
-            check_cfa(self.cfa)
+        from .bayer import check_cfa
+        for value, option in ((self.cfa, "--cfa"), (self.val_cfa, "--val-cfa")):
+            if value is not None:
+                check_cfa(value, option)
         return dataclasses.replace(
             self,
             compile=compile_,

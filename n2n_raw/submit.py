@@ -22,10 +22,11 @@ def machine_specs(device: torch.device) -> str:
 
 def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | None = None, batch_size: int = 32,
            force: bool = False, device: str = "auto", precision: str = "auto", progress=None,
-           optional: dict | None = None, warn=print, which: str = "best") -> dict:
+           optional: dict | None = None, warn=print, which: str = "best", positions=None) -> dict:
     """Write a verified submission; returns {"blocks", "seconds", "time_mp", "format", "path", "checkpoint"}.
 
     ``which`` picks a run folder's checkpoint (best or last); the choice is written into OptionalData.Checkpoint.
+    ``positions`` (or a ``BenchmarkBlocks32.mat`` beside the blocks) is checked first: even block starts.
 
     The denoised blocks are clamped to [0, 1] (the benchmark's convention), float32, in the input's order
     and orientation; the CFA handling of the checkpoint's mode is undone block by block.
@@ -48,7 +49,7 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
         raise InputError(f"--batch-size: must be >= 1, got {batch_size}")
     check_writable(out, force)
     model, meta = load_model(checkpoint, expect_mode="raw", which=which)
-    blocks = sidd.read_blocks(blocks_path)
+    blocks = sidd.read_checked_blocks(blocks_path, positions)
     if blocks.shape != FULL_SHAPE:
         warn(f"n2n-raw: note: {blocks_path}: shape {blocks.shape} is not the full benchmark {FULL_SHAPE}")
     cfas = sidd.block_cfas(blocks.shape[0], cfa)

@@ -7,6 +7,7 @@ never stopped, and DDP ranks draw the global batch's randomness identically and 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import json
 import math
@@ -89,6 +90,36 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
+#: Options that may change when a run is resumed: where and how it runs, how often it reports, not what it
+#: learns (data may name the same store at a new path). Everything else is the run's own and is refused.
+SAFE_ON_RESUME = ("device", "data", "precision", "compile", "cuda_graphs", "data_on_device", "log_every",
+                  "ckpt_every", "keep_checkpoints", "tensorboard", "val_every", "pictures")
+
+
+def resume_config(run_dir: Path, asked: TrainConfig, given: set[str] | None, log) -> TrainConfig:
+    """The run's stored configuration with the safe options the user gave applied (see :data:`SAFE_ON_RESUME`).
+
+    ``given`` names the options the user set (the CLI knows); None takes every field that differs from the
+    dataclass default. An option outside the safe set that differs from the run's raises InputError naming it.
+    """
+    stored = TrainConfig.load(run_dir / "config.json")
+    if given is None:
+        defaults = TrainConfig()
+        given = {f.name for f in dataclasses.fields(TrainConfig) if getattr(asked, f.name) != getattr(defaults, f.name)}
+    differ = sorted(n for n in given if getattr(asked, n) != getattr(stored, n))
+    fixed = [n for n in differ if n not in SAFE_ON_RESUME]
+    if fixed:
+        what = "; ".join(f"--{n.replace('_', '-')} {getattr(asked, n)} (run: {getattr(stored, n)})" for n in fixed)
+        raise InputError(f"--resume: {what}: these options define the run and cannot change when it resumes "
+                         f"(leave them out, or start a new run with --force or another --out)")
+    applied = {n: getattr(asked, n) for n in differ}
+    applied["device"] = asked.device  # the machine it runs on now
+    if any(n != "device" for n in applied):
+        log("resume: applying " + ", ".join(f"--{n.replace('_', '-')} {v} (was {getattr(stored, n)})"
+                                            for n, v in applied.items() if n != "device"))
+    return dataclasses.replace(stored, **applied)
+
+
 def open_tensorboard(run_dir: Path):
     """A TensorBoard SummaryWriter in RUN_DIR/tensorboard (needs the optional extra)."""
     try:
@@ -122,8 +153,8 @@ class MetricsLog:
 @functools.lru_cache(maxsize=1)
 def val_blocks(noisy_path: str, gt_path: str) -> tuple[np.ndarray, np.ndarray]:
     """The raw validation block files, read once per process (validation and the end-of-run picture)."""
-    from .io.sidd import read_blocks
-    return read_blocks(noisy_path), read_blocks(gt_path)
+    from .io.sidd import read_blocks, read_checked_blocks
+    return read_checked_blocks(noisy_path), read_blocks(gt_path)
 
 
 def make_validator(cfg: TrainConfig, device: torch.device):
@@ -137,7 +168,7 @@ def make_validator(cfg: TrainConfig, device: torch.device):
         from .evaluate import evaluate_raw
         from .io.sidd import block_cfas
         noisy, gt = val_blocks(cfg.val_noisy, cfg.val_gt)
-        cfas = block_cfas(noisy.shape[0], cfg.cfa)
+        cfas = block_cfas(noisy.shape[0], cfg.val_cfa)  # the blocks' own CFAs: --cfa is for the training data
         return lambda m: _ps(evaluate_raw(m, noisy, gt, cfas, cfg.cfa_mode, 32, device, cfg.precision))
     return None
 
@@ -166,7 +197,7 @@ def write_pictures(cfg: TrainConfig, source, model: torch.nn.Module, run_dir: Pa
         if cfg.val_noisy and cfg.val_gt:
             from .io.sidd import block_cfas
             noisy, gt = (b[0, 0] for b in val_blocks(cfg.val_noisy, cfg.val_gt))
-            cfa = block_cfas(1, cfg.cfa)[0]
+            cfa = block_cfas(1, cfg.val_cfa)[0]
         else:
             it = source.items[0]
             noisy, gt, cfa = it.crop(0, 0, min(512, it.shape[0]), min(512, it.shape[1])), None, it.cfa
@@ -186,17 +217,18 @@ def _ps(report: dict) -> tuple[float, float]:
 # ------------------------------------------------------------------------------------------- the loop
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
-          log=print, validator=None) -> dict:
+          log=print, validator=None, given: set[str] | None = None) -> dict:
     """Train a Neighbor2Neighbor U-Net; returns the summary (also written to RUN_DIR/summary.json).
+
+    On ``resume`` the run's stored configuration is used; options in ``given`` (see :func:`resume_config`)
+    that are safe to change are applied, others must equal the run's.
 
     ``validator`` (model → (psnr, ssim)) replaces the configured validation (benchmarks use it). The
     ``seconds`` of metrics.csv count training only, not validation.
     """
     run_dir, dist = Path(run_dir), Dist.from_env()
-    if resume:  # the run's own configuration wins; only the device may change
-        device_name = cfg.device
-        cfg = TrainConfig.load(run_dir / "config.json") if (run_dir / "config.json").is_file() else cfg
-        cfg = TrainConfig.from_dict({**json.loads(cfg.to_json()), "device": device_name})
+    if resume and (run_dir / "config.json").is_file():  # the run's own configuration wins
+        cfg = resume_config(run_dir, cfg, given, log if dist.rank == 0 else (lambda s: None))
     cfg = cfg.resolved()
     # Check everything a user gave before the run folder is touched, so a mistake leaves nothing behind.
     device = pick_device(cfg.device, dist.local_rank)

@@ -309,3 +309,18 @@ def test_python_cli_py_smoke(srgb_run):
     p = run_cli_subprocess("info", srgb_run)
     assert p.returncode == 0, p.stderr
     assert "checkpoints: ckpt-00000002, ckpt-00000004" in p.stdout and "Traceback" not in p.stderr
+
+
+def test_submit_sidd_checks_block_positions(raw_ckpt, raw_world, tmp_path):
+    """A BenchmarkBlocks32.mat beside the blocks (or given) with an odd 0-based start: exit 2, nothing written."""
+    import shutil
+    blocks = Path(shutil.copy(raw_world["bench_noisy"], tmp_path / "BenchmarkNoisyBlocksRaw.mat"))
+    pos = sidd.read_block_positions(raw_world["positions"])
+    pos[1, 0] += 1
+    scipy.io.savemat(tmp_path / "BenchmarkBlocks32.mat", {"BenchmarkBlocks32": pos.astype(np.uint16)})
+    out = tmp_path / "SubmitRaw.mat"
+    r = cli("submit-sidd", "--checkpoint", raw_ckpt, "--blocks", blocks, "--out", out, *CPU, expect=2)
+    assert "block 2 starts at 0-based row" in assert_one_line_error(r.stderr, "BenchmarkBlocks32.mat")
+    assert not out.exists()
+    cli("submit-sidd", "--checkpoint", raw_ckpt, "--blocks", blocks, "--out", out, "--positions",
+        raw_world["positions"], *CPU)  # the world's own positions are even

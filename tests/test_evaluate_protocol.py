@@ -260,3 +260,26 @@ def test_evaluate_srgb_real_denoiser_beats_noisy_input(tmp_path):
     assert rep["psnr"] == math.inf or rep["psnr"] > 60
     assert rep["noisy_psnr"] < 25
     assert rep["ssim"] == pytest.approx(1.0)
+
+
+def test_validation_cfa_is_not_the_training_override(raw_world):
+    """train --cfa X changes the training data's CFA only; the SIDD validation blocks keep the 40-scene
+    table's CFAs unless --val-cfa says otherwise."""
+    from n2n_raw.config import TrainConfig
+    from n2n_raw.evaluate import evaluate_raw
+    from n2n_raw.io import sidd
+    from n2n_raw.train import make_validator
+    from n2n_raw.unet import UNet
+    torch.manual_seed(0)
+    model = UNet(4, 4).eval()
+    noisy, gt = sidd.read_blocks(raw_world["val_noisy"]), sidd.read_blocks(raw_world["val_gt"])
+    table = sidd.block_cfas(noisy.shape[0])
+    assert len(set(table)) > 1 or table[0] != "BGGR"  # the override below really changes something
+    score = lambda cfas: evaluate_raw(model, noisy, gt, cfas, "rggb", 32, "cpu", "fp32")["psnr"]  # noqa: E731
+    base = dict(mode="raw", val_noisy=str(raw_world["val_noisy"]), val_gt=str(raw_world["val_gt"]), device="cpu")
+    v = make_validator(TrainConfig(**base, cfa="BGGR").resolved(), torch.device("cpu"))
+    assert v(model)[0] == score(table)
+    v = make_validator(TrainConfig(**base, cfa="BGGR", val_cfa="BGGR").resolved(), torch.device("cpu"))
+    assert v(model)[0] == score(["BGGR"] * noisy.shape[0]) != score(table)
+    with pytest.raises(InputError, match="--val-cfa"):
+        TrainConfig(**base, val_cfa="RGBX").resolved()

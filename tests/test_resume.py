@@ -142,3 +142,25 @@ def test_resume_of_a_finished_run_is_harmless(srgb_run, srgb_store, tmp_path):
     assert_same_tensors(final_tensors(run), before)
     assert [int(x["step"]) for x in metrics_rows(run)] == [1, 2, 3, 4]
     assert json.loads((run / "summary.json").read_text())["loss"] == summary["loss"]
+
+
+def test_resume_refuses_options_that_define_the_run(srgb_run, tmp_path):
+    """--steps/--lr differ from the run's: one line naming both, nothing trained, the run folder untouched."""
+    run = _run_missing_last_checkpoint(srgb_run, tmp_path)
+    before = sorted(p.name for p in run.iterdir())
+    r = cli("train", "--out", run, "--resume", "--steps", "8", "--lr", "0.001", *CPU, expect=2)
+    line = r.stderr.strip()
+    assert "\n" not in line and "--lr 0.001 (run: 0.0003)" in line and "--steps 8 (run: 4)" in line
+    assert sorted(p.name for p in run.iterdir()) == before
+    # giving the run's own values is not a change
+    cli("train", "--out", run, "--resume", "--steps", "4", "--epochs", "2", *CPU)
+
+
+def test_resume_applies_safe_options_and_says_so(srgb_run, tmp_path):
+    """--log-every and --keep-checkpoints may change: applied, reported, and the weights still match."""
+    run = _run_missing_last_checkpoint(srgb_run, tmp_path)
+    r = cli("train", "--out", run, "--resume", "--log-every", "2", "--keep-checkpoints", "1", *CPU)
+    assert "resume: applying --keep-checkpoints 1 (was 3), --log-every 2 (was 1)" in r.stderr
+    assert json.loads((run / "config.json").read_text())["log_every"] == 2
+    assert [p.name for p in list_checkpoints(run)] == ["ckpt-00000004.json"]
+    assert_same_tensors(final_tensors(run), final_tensors(srgb_run))

@@ -344,6 +344,29 @@ def test_block_positions_roundtrip(tmp_path):
     raises_for(bad, sidd.read_block_positions, bad, match="(32, 4)")
 
 
+def test_block_positions_checked_for_even_starts(tmp_path):
+    """Positions written by scipy (not n2n-raw): odd 1-based starts pass; one even 1-based start (odd 0-based)
+    fails naming the block; a size other than the blocks' fails; a file beside the blocks is found."""
+    pos = np.array([[1 + 2 * k, 3 + 4 * k, 8, 6] for k in range(32)], np.uint16)
+    ok = tmp_path / "BenchmarkBlocks32.mat"
+    scipy.io.savemat(ok, {"BenchmarkBlocks32": pos})
+    assert np.array_equal(sidd.check_block_positions(ok, (8, 6)), pos)
+    shifted = pos.copy()
+    shifted[6, 1] += 1  # block 7 starts on an odd 0-based column: its CFA phase is not the table's
+    odd = tmp_path / "odd" / "BenchmarkBlocks32.mat"
+    odd.parent.mkdir()
+    scipy.io.savemat(odd, {"BenchmarkBlocks32": shifted})
+    raises_for(odd, sidd.check_block_positions, odd, match="block 7 starts at 0-based row 12, column 27")
+    raises_for(ok, sidd.check_block_positions, ok, (8, 8), match="block 1 is 8×6 but the block file's blocks are 8×8")
+    blocks = odd.parent / "BenchmarkNoisyBlocksRaw.mat"
+    sidd.write_blocks(blocks, np.zeros((2, 32, 8, 6), np.float32))
+    assert sidd.positions_beside(blocks) == odd
+    raises_for(odd, sidd.read_checked_blocks, blocks, match="even row and column")
+    assert sidd.read_checked_blocks(blocks, ok).shape == (2, 32, 8, 6)  # an explicit good file wins
+    odd.unlink()
+    assert sidd.positions_beside(blocks) is None and sidd.read_checked_blocks(blocks).shape == (2, 32, 8, 6)
+
+
 # ------------------------------------------------------------------------------------------------ submissions
 
 def blocks_for_submission(n=3, b=5, h=6, w=4):

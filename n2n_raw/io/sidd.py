@@ -683,6 +683,47 @@ def read_block_positions(path) -> np.ndarray:
     return a.astype(np.int64)
 
 
+POSITIONS_FILE = "BenchmarkBlocks32.mat"
+
+
+def positions_beside(blocks_path) -> Path | None:
+    """The ``BenchmarkBlocks32.mat`` lying beside a block file, or None."""
+    p = Path(blocks_path).with_name(POSITIONS_FILE)
+    return p if p.is_file() else None
+
+
+def check_block_positions(positions_path, block_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Check the benchmark's block positions against what the 40-scene CFA table assumes.
+
+    Every block must start on an even 0-based row and column (odd 1-based), so each block keeps its phone's
+    CFA phase, and, when ``block_hw`` is given, have the blocks' height and width. Returns the positions
+    (K, 4); raises InputError naming the first offending block.
+    """
+    pos = read_block_positions(positions_path)
+    odd = np.flatnonzero((pos[:, 0] - 1) % 2 | (pos[:, 1] - 1) % 2)
+    if odd.size:
+        k = int(odd[0])
+        raise InputError(f"{positions_path}: block {k + 1} starts at 0-based row {pos[k, 0] - 1}, column "
+                         f"{pos[k, 1] - 1}; every block must start on an even row and column for the CFA table "
+                         f"to hold ({odd.size} of {len(pos)} do not)")
+    if block_hw is not None:
+        bad = np.flatnonzero((pos[:, 2] != block_hw[0]) | (pos[:, 3] != block_hw[1]))
+        if bad.size:
+            k = int(bad[0])
+            raise InputError(f"{positions_path}: block {k + 1} is {pos[k, 2]}×{pos[k, 3]} but the block file's "
+                             f"blocks are {block_hw[0]}×{block_hw[1]}")
+    return pos
+
+
+def read_checked_blocks(blocks_path, positions_path=None) -> np.ndarray:
+    """:func:`read_blocks`, then :func:`check_block_positions` with the positions given or lying beside."""
+    blocks = read_blocks(blocks_path)
+    pos = positions_path if positions_path is not None else positions_beside(blocks_path)
+    if pos is not None:
+        check_block_positions(pos, blocks.shape[2:])
+    return blocks
+
+
 def write_block_positions(path, positions: np.ndarray, force: bool = False) -> Path:
     """Write (K, 4) [row, col, h, w] 1-based positions as ``BenchmarkBlocks32`` (uint16, MATLAB v5)."""
     pos = np.asarray(positions)
