@@ -160,7 +160,8 @@ def make_sidd_world(out_dir, *, scenes_per_phone: int = 1, frame_size: tuple[int
     float32 (n_images, blocks_per_image, block_size, block_size) blocks cut at even offsets (CFA phase kept)
     from one clean mosaic per image: benchmark blocks at the positions written to ``BenchmarkBlocks32.mat``
     (shape (blocks_per_image, 4), 1-based), validation blocks at those positions shifted by one even offset.
-    Validation and benchmark noise are independent draws.
+    Validation and benchmark noise are independent draws, and block images come from other canvases than
+    the Medium scenes, so validation measures content that training never saw.
 
     Returns {"root", "medium", "data", "scenes", "nlf", "val_noisy", "val_gt", "bench_noisy", "positions"}
     (paths; "scenes" is the list of scene names). Refuses existing outputs unless ``force``.
@@ -199,8 +200,10 @@ def make_sidd_world(out_dir, *, scenes_per_phone: int = 1, frame_size: tuple[int
     shift = 2 * rng.integers(-(margin // 2), margin // 2 + 1, size=2)  # even shift for validation blocks
 
     # A few dead-leaves canvases; every scene / image is a transformed crop of one (fast, varied enough).
+    # Training scenes and block images draw from separate canvases, so validation content is never seen.
     side = max(512, h, w, src_h, src_w)
     canvases = [scene(rng, side, side) for _ in range(3)]
+    block_canvases = [scene(rng, side, side) for _ in range(3)]
 
     # --- SIDD_Medium_Raw ---
     held_out = {int(s[:4]) for s in sidd.BLOCK_SCENES}
@@ -239,7 +242,7 @@ def make_sidd_world(out_dir, *, scenes_per_phone: int = 1, frame_size: tuple[int
     for i in range(n_images):
         info = sidd.parse_scene_name(sidd.BLOCK_SCENES[i])
         src = clean_mosaic(rng, src_h, src_w, sidd.PHONE_CFA[info["phone"]],
-                           rgb=_canvas_crop(rng, canvases, src_h, src_w))
+                           rgb=_canvas_crop(rng, block_canvases, src_h, src_w))
         a, b = raw_noise_params(info["iso"])
         for j, (r, c, bh, bw) in enumerate(bench_pos):
             y, x = r - 1, c - 1
