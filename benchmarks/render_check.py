@@ -7,13 +7,17 @@ and by LibRaw (rawpy ``postprocess`` with the camera's white balance):
 - ``source``: the file itself;
 - ``identity``: the writer alone, the source's own pixels (read unclipped) written back through
   ``write_denoised_dng``; any difference here is the writer's;
-- ``denoised``: ``n2n-raw denoise`` with a raw checkpoint.
+- ``denoised``: ``n2n-raw denoise`` with a raw checkpoint;
+- ``blurred``: each CFA plane blurred by a Gaussian (σ = 2 plane pixels), which keeps local means but
+  removes the noise: a render's block means move when noise goes, because the tone curve is not linear
+  (the mean of a curve of noisy values is not the curve of their mean); this column shows how much of the
+  ``denoised`` difference any noise removal brings, whatever the denoiser.
 
 Printed per file and renderer: the picture size (width × height, as displayed, so orientation shows), and
-the mean absolute difference to the source's render of 16×16 block means, in levels of 255 (block means
-average the noise away, so what is left is colour and tone). For ``denoised`` the raw mosaic's own
-16×16 block-mean change (in levels of 255 of the raw range) is printed too: how much of the render's
-difference the denoiser's change of the low frequencies explains.
+the mean absolute difference (Δ) to the source's render of 16×16 block means, in levels of 255 (block means
+average the noise away, so what is left is colour and tone). The raw mosaic's own 16×16 block-mean change
+(in levels of 255 of the raw range, against the clipped source) is printed too for ``denoised`` and
+``blurred``: the low frequencies each one moved before any rendering.
 
 The checkpoint: ``--checkpoint RUN_OR_CKPT``; without it the script fits one on the benchmark's DNGs
 themselves with ``prepare dng`` + ``train`` (``--steps`` steps; self-supervised: the photos are all it needs).
@@ -69,8 +73,18 @@ def with_orientation(src: Path, dst: Path, value: int) -> Path:
 
 
 def render_libraw(path: Path) -> np.ndarray:
-    with rawpy.imread(str(path)) as raw:
-        return raw.postprocess(use_camera_wb=True, output_bps=8)
+    with rawpy.imread(str(path)) as raw:  # fixed exposure: auto-brightness follows the noise's highlights
+        return raw.postprocess(use_camera_wb=True, output_bps=8, no_auto_bright=True)
+
+
+def blur_planes(mosaic: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """(H, W) mosaic → the same with each of the four 2×2-position planes Gaussian-blurred (mean kept)."""
+    from scipy.ndimage import gaussian_filter
+    out = mosaic.copy()
+    for dy in (0, 1):
+        for dx in (0, 1):
+            out[dy::2, dx::2] = gaussian_filter(mosaic[dy::2, dx::2], sigma, mode="reflect")
+    return out
 
 
 def render_darktable(path: Path, work: Path) -> np.ndarray | None:
@@ -133,9 +147,9 @@ def main() -> None:
     from n2n_raw.checkpoint import load_model
     from n2n_raw.denoise import denoise_file
     model, meta = load_model(ckpt, expect_mode="raw")
-    print("| file | renderer | size source | size identity | size denoised | identity Δ (255) | denoised Δ (255) "
-          "| raw block-mean Δ (255) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| file | renderer | size source | size identity | size denoised | identity Δ | denoised Δ | blurred Δ "
+          "| raw Δ denoised | raw Δ blurred |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, src in sources.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -143,15 +157,18 @@ def main() -> None:
             ident = dng.write_denoised_dng(src, r.mosaic, work / f"{src.stem}.identity.dng", force=True)
             (work / "den").mkdir(exist_ok=True)
             written, _ = denoise_file(model, meta, src, work / "den", force=True)
+            blur = dng.write_denoised_dng(src, np.clip(blur_planes(r.mosaic), 0, 1), work / f"{src.stem}.blur.dng",
+                                          force=True)
         den = written[0]
-        raw_delta = 255 * np.abs(block_means(dng.read_raw(den).mosaic) - block_means(dng.read_raw(src).mosaic)).mean()
+        ref_raw = block_means(np.clip(r.mosaic, 0, 1))
+        raw_delta = [255 * np.abs(block_means(dng.read_raw(p).mosaic) - ref_raw).mean() for p in (den, blur)]
         renderers = [("LibRaw", render_libraw)]
         if darktable:
             renderers.append(("darktable", lambda p: render_darktable(p, work)))
         for label, render in renderers:
-            imgs = [render(p) for p in (src, ident, den)]
+            imgs = [render(p) for p in (src, ident, den, blur)]
             if imgs[0] is None:
-                print(f"| {name} | {label} | cannot open the source | | | | | |")
+                print(f"| {name} | {label} | cannot open the source | | | | | | | |")
                 continue
             size = lambda im: "failed" if im is None else f"{im.shape[1]}×{im.shape[0]}"  # noqa: E731
             ref = block_means(imgs[0])
@@ -161,7 +178,7 @@ def main() -> None:
                     return "size differs"
                 return f"{np.abs(block_means(im) - ref).mean():.3f}"
             print(f"| {name} | {label} | {size(imgs[0])} | {size(imgs[1])} | {size(imgs[2])} | {delta(imgs[1])} "
-                  f"| {delta(imgs[2])} | {raw_delta:.3f} |", flush=True)
+                  f"| {delta(imgs[2])} | {delta(imgs[3])} | {raw_delta[0]:.3f} | {raw_delta[1]:.3f} |", flush=True)
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -197,7 +197,7 @@ def _load_raw(cfg) -> list[RawItem]:
             return items
         from .io import dng
         for f in dng.find_raws(path):
-            r = dng.read_raw(f)
+            r = dng.read_raw(f, clip=False)  # as prepare dng stores it
             items.append(_in_memory(str(f), r.mosaic, override or r.cfa))
         return items
     st = _open_store(path, "raw")

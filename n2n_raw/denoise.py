@@ -85,8 +85,8 @@ def _denoise_raw_file(model, meta, path: Path, out_dir: Path, tile: int, cfa: st
     if suffix in dng.RAW_SUFFIXES:
         targets = [check_writable(out_dir / f"{path.stem}.dng", force),
                    check_writable(out_dir / f"{path.stem}.png", force)]
-        r = dng.read_raw(path)
-        y = np.clip(run(r.mosaic, override or r.cfa), 0.0, 1.0)
+        r = dng.read_raw(path, clip=False)  # as training saw it: noise below black kept, dark means unbiased
+        y = np.minimum(run(r.mosaic, override or r.cfa), 1.0)  # below black stays (raw values >= 0 on write)
         written = [dng.write_denoised_dng(path, y, targets[0], force=force)]
         from .io.images import write_png
         written.append(write_png(targets[1], dng.render_preview(path, y), force=force))

@@ -1,7 +1,8 @@
 """Camera raw files: read any Bayer raw LibRaw reads, write denoised DNGs that keep their source's metadata.
 
-- :func:`read_raw` (alias :func:`read_dng`) → :class:`RawImage`: float32 (H, W) mosaic in [0, 1] (black level
-  subtracted per 2×2 position, divided by white − black, clipped), its CFA pattern (one of
+- :func:`read_raw` (alias :func:`read_dng`) → :class:`RawImage`: float32 (H, W) mosaic (black level
+  subtracted per 2×2 position, divided by white − black; clipped to [0, 1] unless ``clip=False``, which
+  training and denoising use so that dark means stay unbiased), its CFA pattern (one of
   ``n2n_raw.bayer.CFAS``), levels, bits. DNG and every camera format LibRaw decodes as a 2×2 Bayer mosaic
   (NEF, CR2, CR3, ARW, RAF, ORF, RW2, PEF, KDC, ...); X-Trans, Foveon, multi-plane and linear raws are refused.
 - :func:`write_denoised_dng` writes a denoised mosaic as a DNG that is its source with new pixels: for a DNG
@@ -408,7 +409,7 @@ def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int
 
     def load(p: Path):
         try:
-            return read_raw(p)
+            return read_raw(p, clip=False)  # unclipped: noise below black is kept, dark means unbiased
         except InputError as e:
             return e
 
