@@ -15,9 +15,10 @@ and by LibRaw (rawpy ``postprocess`` with the camera's white balance):
 
 Printed per file and renderer: the picture size (width × height, as displayed, so orientation shows), and
 the mean absolute difference (Δ) to the source's render of 16×16 block means, in levels of 255 (block means
-average the noise away, so what is left is colour and tone). The raw mosaic's own 16×16 block-mean change
-(in levels of 255 of the raw range, against the clipped source) is printed too for ``denoised`` and
-``blurred``: the low frequencies each one moved before any rendering.
+average the noise away, so what is left is colour and tone). The raw mosaic's own change is printed too
+for ``denoised`` and ``blurred`` (raw Δ: 8×8 block means of each CFA plane, i.e. per colour over 16×16
+mosaic pixels, against the unclipped source, in levels of 255 of the raw range): the low frequencies each
+one moved before any rendering.
 
 The checkpoint: ``--checkpoint RUN_OR_CKPT``; without it the script fits one on the benchmark's DNGs
 themselves with ``prepare dng`` + ``train`` (``--steps`` steps; self-supervised: the photos are all it needs).
@@ -59,6 +60,12 @@ def block_means(img: np.ndarray, b: int = BLOCK) -> np.ndarray:
     h, w = img.shape[0] // b * b, img.shape[1] // b * b
     x = img[:h, :w].astype(np.float64)
     return x.reshape(h // b, b, w // b, b, *x.shape[2:]).mean(axis=(1, 3))
+
+
+def plane_block_means(mosaic: np.ndarray) -> np.ndarray:
+    """(H, W) mosaic → (4, H//16, W//16): 8×8 block means of each 2×2-position plane (a 16×16 mosaic block),
+    so that a shift of one colour against another shows (a mixed block mean would let them cancel)."""
+    return np.stack([block_means(mosaic[dy::2, dx::2], BLOCK // 2) for dy in (0, 1) for dx in (0, 1)])
 
 
 def with_orientation(src: Path, dst: Path, value: int) -> Path:
@@ -160,8 +167,9 @@ def main() -> None:
             blur = dng.write_denoised_dng(src, np.clip(blur_planes(r.mosaic), 0, 1), work / f"{src.stem}.blur.dng",
                                           force=True)
         den = written[0]
-        ref_raw = block_means(np.clip(r.mosaic, 0, 1))
-        raw_delta = [255 * np.abs(block_means(dng.read_raw(p).mosaic) - ref_raw).mean() for p in (den, blur)]
+        ref_raw = plane_block_means(r.mosaic)
+        raw_delta = [255 * np.abs(plane_block_means(dng.read_raw(p, clip=False).mosaic) - ref_raw).mean()
+                     for p in (den, blur)]
         renderers = [("LibRaw", render_libraw)]
         if darktable:
             renderers.append(("darktable", lambda p: render_darktable(p, work)))
