@@ -273,13 +273,29 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
 
 # --------------------------------------------------------------------------------------------- denoise
 
+def _tile_option(tile: str) -> Optional[int]:
+    """``--tile``: ``auto`` → None (plan from memory), else an int >= 128."""
+    if tile.strip().lower() == "auto":
+        return None
+    try:
+        n = int(tile)
+    except ValueError:
+        raise InputError(f"--tile: expected auto or an integer >= 128, got {tile!r}") from None
+    if n < 128:
+        raise InputError(f"--tile: must be >= 128, got {n}")
+    return n
+
+
 @app.command()
 @handles_errors
 def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, camera raw files (DNG, NEF, CR2, "
                                               "ARW, ...: written back as DNG) or SIDD .MAT frames."),
             checkpoint: Path = typer.Option(..., help="Checkpoint file or run folder."),
             out: Path = typer.Option(..., help="Output folder."),
-            tile: int = typer.Option(512, help="Inputs larger than this (input pixels) are tiled with overlap."),
+            tile: str = typer.Option("auto", help="auto: one pass per image unless it would not fit in the "
+                                     "memory at hand (free RAM on CPU, free GPU memory on CUDA), then the "
+                                     "largest overlapping tiles that fit; an int (>= 128) forces tiles of at "
+                                     "most that many input pixels."),
             cfa: Optional[str] = typer.Option(None, help="raw: CFA of .npy mosaics (or override for MAT frames)."),
             force: bool = typer.Option(False, help="Overwrite existing outputs."),
             precision: str = typer.Option("auto", help="auto (bf16 on CUDA), bf16 or fp32."),
@@ -291,16 +307,15 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
     model, meta = load_model(checkpoint)
     dev = pick_device(device)
     model = place_model(model, dev)
-    if tile < 128:
-        raise InputError(f"--tile: must be >= 128, got {tile}")
+    tile_px = _tile_option(tile)
     for p in inputs:
         if not p.is_file():
             raise InputError(f"{p}: no such file")
     out.mkdir(parents=True, exist_ok=True)
     t0, mp = time.perf_counter(), 0.0
     for p in inputs:
-        written, pixels = denoise_file(model, meta, p, out, tile=tile, cfa=cfa, force=force, device=dev,
-                                       precision=precision)
+        written, pixels = denoise_file(model, meta, p, out, tile=tile_px, cfa=cfa, force=force, device=dev,
+                                       precision=precision, log=lambda line, p=p: _out(f"{p}: {line}"))
         mp += pixels / 1e6
         _out(f"{p} -> {', '.join(str(w) for w in written)}")
     dt = time.perf_counter() - t0

@@ -331,6 +331,8 @@ CASES: dict[str, Callable[[Ctx], tuple[list, list]]] = {
     "denoise-npy-random-bytes": lambda c: (dn(c, c.srgb_ckpt, c.random_bytes("n.npy")), [c.tmp / "n.npy"]),
     "denoise-npy-pickled-object": lambda c: (dn(c, c.srgb_ckpt, _pickled_npy(c)), [c.tmp / "obj.npy"]),
     "denoise-tile-too-small": lambda c: (dn(c, c.srgb_ckpt, c.png("a.png"), extra=("--tile", "64")), ["--tile"]),
+    "denoise-tile-not-a-number": lambda c: (dn(c, c.srgb_ckpt, c.png("a.png"), extra=("--tile", "big")),
+                                            ["--tile", "big"]),
     "denoise-device-foo": lambda c: (dn(c, c.srgb_ckpt, c.png("a.png"))[:-2] + ["--device", "foo"],
                                      ["--device", "foo"]),
     "denoise-output-exists": lambda c: (dn(c, c.srgb_ckpt, c.png("a.png")) if _user_file(c, "out/a.png") else None,
