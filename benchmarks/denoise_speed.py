@@ -8,7 +8,7 @@ process and back to back:
 - ``forced``: ``denoise_mosaic`` with a small injected memory budget (``--budget-gb``), to show the overhead
   of tiling when memory does require it.
 
-and prints the ratio to the untiled pass (target for ``auto``: <= 1.25) and the peak memory of each case:
+(``--repeats``: in turn, several times) and prints the ratio to the untiled pass (target for ``auto``: <= 1.25) and the peak memory of each case:
 on CPU the resident set sampled every 5 ms above the case's starting point (``ru_maxrss`` only grows, so it
 is printed once at the end as a cross-check), on CUDA ``torch.cuda.max_memory_allocated``. The plan's
 estimated peak is printed beside it.
@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
 from n2n_raw import bayer, infer  # noqa: E402
 from n2n_raw.accel import place_model  # noqa: E402
+from n2n_raw.metrics import MEGAPIXEL  # noqa: E402
 from n2n_raw.unet import UNet  # noqa: E402
 
 
@@ -87,9 +88,11 @@ def measure(fn, device: torch.device) -> tuple[float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--sizes", default="4000x3000,6000x4000", help="mosaic W×H, comma-separated")
+    ap.add_argument("--sizes", default="4000x3000,6000x4000", help="mosaic W×H, comma-separated (MP: 2^20 pixels)")
     ap.add_argument("--budget-gb", type=float, default=2.0, help="memory budget of the forced-tiling case")
     ap.add_argument("--skip-forced", action="store_true")
+    ap.add_argument("--repeats", type=int, default=1, help="run the cases in turn this many times; the table "
+                    "gives the median time (a shared machine drifts) and the range")
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -112,19 +115,26 @@ def main() -> None:
             cases.append(("forced", lambda: infer.denoise_mosaic(model, mosaic, "RGGB", "rggb", device=device,
                                                                  precision="fp32", budget=budget,
                                                                  log=plans.append), budget))
-        floor = None
-        for name, fn, _ in cases:
-            n_plans = len(plans)
-            dt, peak = measure(fn, device)
-            floor = floor or dt
-            if len(plans) > n_plans:
-                plan = plans[-1]
+        runs: dict[str, list] = {name: [] for name, _, _ in cases}
+        for r in range(args.repeats):
+            for name, fn, _ in cases:
+                n_plans = len(plans)
+                dt, peak = measure(fn, device)
+                runs[name].append((dt, peak, plans[-1] if len(plans) > n_plans else None))
+                if args.repeats > 1:
+                    print(f"  run {r + 1} {name:<8} {dt:7.1f} s", flush=True)
+        floor = float(np.median([dt for dt, _, _ in runs["untiled"]]))
+        for name, _, _ in cases:
+            times = [dt for dt, _, _ in runs[name]]
+            dt, peak, plan = float(np.median(times)), max(p for _, p, _ in runs[name]), runs[name][-1][2]
+            if plan is not None:
                 est, text = f"{plan.peak_bytes / 1e9:8.2f}", plan.describe(scale=2)
             else:
                 est = f"{infer.plan_tiles(model, tuple(packed.shape), device, budget=1 << 62).peak_bytes / 1e9:8.2f}"
                 text = "one forward pass of the packed input"
-            print(f"{w:>5}×{h:<5} {w * h / 1e6:5.1f} {name:<8} {dt:7.1f} {dt / floor:9.2f} {peak / 1e9:8.2f} "
-                  f"{est}  {text}", flush=True)
+            spread = f" ({min(times):.1f}-{max(times):.1f} s)" if len(times) > 1 else ""
+            print(f"{w:>5}×{h:<5} {w * h / MEGAPIXEL:5.1f} {name:<8} {dt:7.1f} {dt / floor:9.2f} {peak / 1e9:8.2f} "
+                  f"{est}  {text}{spread}", flush=True)
         del x, packed, mosaic
     if device.type == "cpu":
         print(f"ru_maxrss of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")

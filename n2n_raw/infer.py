@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import bayer
-from .accel import autocast
+from .accel import autocast, inference_precision
 
 MULT = 32
 
@@ -35,18 +35,21 @@ def pad_reflect(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def forward_padded(model: torch.nn.Module, x: torch.Tensor, precision: str = "auto") -> torch.Tensor:
-    """Model output for (N, C, H, W) of any size; fp32 result of the input's size."""
+def forward_padded(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """Model output for (N, C, H, W) of any size; fp32 result of the input's size.
+
+    ``precision``: fp32 (default; ``auto`` too) or bf16 autocast, see :func:`n2n_raw.accel.inference_precision`.
+    """
     h, w = x.shape[-2:]
     xp = pad_reflect(x, math.ceil(h / MULT) * MULT, math.ceil(w / MULT) * MULT)
-    with autocast(x.device, precision):
+    with autocast(x.device, inference_precision(precision)):
         out = model(xp)
     return out[..., :h, :w].float()
 
 
 @torch.no_grad()
 def run_batched(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 16, device: torch.device | str = "cpu",
-                precision: str = "auto") -> torch.Tensor:
+                precision: str = "fp32") -> torch.Tensor:
     """Denoise a stack (N, C, H, W) in batches on ``device``; returns (N, C, H, W) float32 on the CPU."""
     device = torch.device(device)
     outs = [forward_padded(model, x[i:i + batch_size].to(device), precision).cpu()
@@ -207,7 +210,7 @@ def plan_tiles(model: torch.nn.Module, shape: tuple[int, int, int], device: torc
 
 @torch.no_grad()
 def denoise_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int | None = None, overlap: int = OVERLAP,
-                  device: torch.device | str = "cpu", precision: str = "auto", *, budget: int | None = None,
+                  device: torch.device | str = "cpu", precision: str = "fp32", *, budget: int | None = None,
                   log: Callable[[TilePlan], None] | None = None) -> torch.Tensor:
     """Denoise one image (C, H, W) of any size, in overlapping windows only when :func:`plan_tiles` says so.
 
@@ -239,7 +242,7 @@ def denoise_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int | None = No
 
 
 def denoise_mosaic(model: torch.nn.Module, mosaic: np.ndarray, cfa: str, cfa_mode: str, tile: int | None = None,
-                   overlap: int = 2 * OVERLAP, device="cpu", precision: str = "auto", *, budget: int | None = None,
+                   overlap: int = 2 * OVERLAP, device="cpu", precision: str = "fp32", *, budget: int | None = None,
                    log: Callable[[TilePlan], None] | None = None) -> np.ndarray:
     """Denoise a Bayer mosaic (H, W) float32 in [0, 1] with a raw model; returns (H, W) float32.
 
@@ -254,7 +257,7 @@ def denoise_mosaic(model: torch.nn.Module, mosaic: np.ndarray, cfa: str, cfa_mod
 
 
 def denoise_blocks(model: torch.nn.Module, blocks: np.ndarray, cfas: list[str], cfa_mode: str, batch_size: int = 32,
-                   device="cpu", precision: str = "auto", progress=None) -> np.ndarray:
+                   device="cpu", precision: str = "fp32", progress=None) -> np.ndarray:
     """Denoise SIDD blocks (N, B, h, w) float32, image i with CFA ``cfas[i]``; returns (N, B, h, w) float32.
 
     Blocks that pack to the same shape are batched together, whatever their image.
