@@ -256,18 +256,26 @@ def denoise_mosaic(model: torch.nn.Module, mosaic: np.ndarray, cfa: str, cfa_mod
     return bayer.from_packed(out, cfa, cfa_mode, meta).numpy()
 
 
+#: How ``rggb`` mode unifies SIDD blocks (:func:`bayer.to_packed`'s ``unify``): padding a 256² BGGR/GRBG/GBRG
+#: block packs it to 129², padded to 160² for the U-Net (1.56× the work of an RGGB block); flipping it into
+#: RGGB phase costs nothing extra. Measured difference in benchmarks/RESULTS.md.
+BLOCK_UNIFY = "pad"
+
+
 def denoise_blocks(model: torch.nn.Module, blocks: np.ndarray, cfas: list[str], cfa_mode: str, batch_size: int = 32,
-                   device="cpu", precision: str = "fp32", progress=None) -> np.ndarray:
+                   device="cpu", precision: str = "fp32", progress=None, unify: str | None = None) -> np.ndarray:
     """Denoise SIDD blocks (N, B, h, w) float32, image i with CFA ``cfas[i]``; returns (N, B, h, w) float32.
 
-    Blocks that pack to the same shape are batched together, whatever their image.
+    Blocks that pack to the same shape are batched together, whatever their image. ``unify`` (``rggb`` mode:
+    ``pad`` or ``flip``, default :data:`BLOCK_UNIFY`) says how non-RGGB blocks reach RGGB phase.
     """
     n, nb, h, w = blocks.shape
+    unify = BLOCK_UNIFY if unify is None else unify
     out = np.empty_like(blocks, dtype=np.float32)
     groups: dict[tuple, list] = {}
     for i in range(n):
         packed, meta = bayer.to_packed(torch.from_numpy(np.ascontiguousarray(blocks[i], dtype=np.float32)),
-                                       cfas[i], cfa_mode)
+                                       cfas[i], cfa_mode, unify)
         groups.setdefault(tuple(packed.shape[1:]), []).append((i, packed, meta))
     done = 0
     for entries in groups.values():
