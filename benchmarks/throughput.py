@@ -36,6 +36,7 @@ from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, be
 from n2n_raw.accel import place_model  # noqa: E402
 from n2n_raw.data import RawSource, SrgbSource, default_raw_items, make_batch  # noqa: E402
 from n2n_raw.infer import run_batched  # noqa: E402
+from n2n_raw.metrics import MEGAPIXEL  # noqa: E402
 from n2n_raw.synthetic import dead_leaves_set  # noqa: E402
 from n2n_raw.unet import UNet  # noqa: E402
 
@@ -163,7 +164,7 @@ def bench_infer(device, precision, n_blocks=64):
     run_batched(model, x, 32, device, precision)
     sync(device)
     dt = time.perf_counter() - t0
-    mp = n_blocks * 256 * 256 / 1e6
+    mp = n_blocks * 256 * 256 / MEGAPIXEL
     return {"mp_s": mp / dt, "s_per_mp": dt / mp, "sidd_1280_blocks_s": dt / n_blocks * 1280}
 
 

@@ -6,6 +6,8 @@ Every choice is a training option with ``auto`` resolved per device here, so the
 option             auto on CUDA                 auto on CPU
 =================  ===========================  ================================================
 ``--precision``    bf16 autocast                fp32 (``bf16`` may still be asked for)
+                   (training steps only: scores, submissions and files are fp32 unless bf16 is asked
+                   for, see :func:`inference_precision`)
 ``--compile``      on (the whole loss step)     off (compiling takes ~100 s on 2 cores)
 ``--cuda-graphs``  on for ≤ 16 crops, one GPU   off (CUDA only)
 ``--data-on-dev``  device if it fits, else      off (host crops, the reference path)
@@ -54,6 +56,21 @@ def place_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module
 def use_bf16(device: torch.device, precision: str) -> bool:
     """bf16 autocast: ``auto`` on CUDA only (fp32 is faster on most CPUs), ``bf16`` anywhere, ``fp32`` never."""
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+#: Precisions of the commands that produce a score, a submission or a file. ``auto`` is accepted and means fp32.
+INFERENCE_PRECISIONS = ("fp32", "bf16")
+
+
+def inference_precision(precision: str) -> str:
+    """The precision of everything that produces a score, a submission or a file: ``fp32`` unless ``bf16``
+    is asked for (``auto`` is fp32 here, unlike training's). bf16 output measured 64 dB PSNR against fp32
+    on raw blocks (benchmarks/RESULTS.md): an error floor that lowers a 50-dB score by about 0.2 dB."""
+    if precision == "auto":
+        return "fp32"
+    if precision not in INFERENCE_PRECISIONS:
+        raise InputError(f"--precision: unknown value {precision!r} (expected fp32 or bf16)")
+    return precision
 
 
 def autocast(device: torch.device, precision: str):

@@ -187,7 +187,8 @@ def unify_crop(mosaic, cfa: str):
 
 @dataclass(frozen=True)
 class PadMeta:
-    """How a mosaic was padded (rows/columns added on each side) and its original size (H, W)."""
+    """How a mosaic was padded (rows/columns added on each side) and its original size (H, W); with
+    ``unify="flip"`` (:func:`to_packed`) the flips that put it in RGGB phase instead (no pad)."""
 
     top: int
     left: int
@@ -195,6 +196,8 @@ class PadMeta:
     right: int
     height: int
     width: int
+    vflip: bool = False
+    hflip: bool = False
 
 
 def _reflect_index(n: int, before: int, after: int) -> np.ndarray:
@@ -249,7 +252,19 @@ def unify_unpad(padded, meta: PadMeta):
     return x[..., meta.top:meta.top + meta.height, meta.left:meta.left + meta.width]
 
 
-def to_packed(mosaic, cfa: str | None, mode: str = "rggb"):
+#: How ``rggb`` mode brings a mosaic to RGGB phase at inference (:func:`to_packed`).
+UNIFY = ("pad", "flip")
+
+
+def rggb_flips(cfa: str) -> tuple[bool, bool]:
+    """(vflip, hflip) that put an *even-sized* mosaic of pattern ``cfa`` in RGGB phase: reversing an even
+    number of rows moves the R row from odd to even (likewise columns). Each colour stays on its rows, so
+    G1 is still the green of the red rows and G2 that of the blue rows."""
+    dy, dx = cfa_offset(cfa)
+    return bool(dy), bool(dx)
+
+
+def to_packed(mosaic, cfa: str | None, mode: str = "rggb", unify: str = "pad"):
     """Mosaic → packed 4-channel array, ready for the network.
 
     Args:
@@ -259,15 +274,27 @@ def to_packed(mosaic, cfa: str | None, mode: str = "rggb"):
             G2 at (1,0) of the RGGB cell. ``"positional"``: :func:`pack` by position (channels in
             :data:`PACK_ORDER`, colours per :func:`packed_colors`), as published pipelines (Blind2Unblind)
             did; an odd H or W is reflect-padded by one row / column at the bottom / right (phase kept).
+        unify: ``rggb`` mode only. ``"pad"``: :func:`unify_pad` (one row / column per side for BGGR etc.,
+            so a 256² block packs to 129², which the U-Net pads to 160²). ``"flip"``: an even-sized mosaic
+            is flipped into RGGB phase (:func:`rggb_flips`) instead, packing to (H/2, W/2) with no pad;
+            the network then sees the scene mirrored (odd sizes still use ``"pad"``).
     Returns:
         (packed, meta): packed (..., 4, ceil'(H)/2, ceil'(W)/2), same type and dtype; ``meta``
         (:class:`PadMeta`) for :func:`from_packed`.
     """
     mode = check_mode(mode)
+    if unify not in UNIFY:
+        raise ValueError(f"unify must be one of {UNIFY}, got {unify!r}")
     x = _as_array(mosaic)
     if mode == "rggb":
         if cfa is None:
             raise InputError("--cfa: the 'rggb' CFA mode needs the mosaic's CFA pattern")
+        h, w = x.shape[-2:]
+        if unify == "flip" and h % 2 == 0 and w % 2 == 0:
+            vflip, hflip = rggb_flips(cfa)
+            x = _flip(x, -2) if vflip else x
+            x = _flip(x, -1) if hflip else x
+            return pack(x), PadMeta(0, 0, 0, 0, h, w, vflip, hflip)
         padded, meta = unify_pad(x, cfa)
     else:
         h, w = x.shape[-2:]
@@ -279,10 +306,12 @@ def to_packed(mosaic, cfa: str | None, mode: str = "rggb"):
 def from_packed(packed, cfa: str | None, mode: str, meta: PadMeta):
     """Exact inverse of :func:`to_packed`: (..., 4, h, w) → (..., H, W) mosaic in the original pattern.
 
-    ``cfa`` is accepted for symmetry (the pad is fully described by ``meta``).
+    ``cfa`` is accepted for symmetry (the pad or flips are fully described by ``meta``).
     """
     check_mode(mode)
-    return unify_unpad(unpack(packed), meta)
+    x = unify_unpad(unpack(packed), meta)
+    x = _flip(x, -1) if meta.hflip else x
+    return _flip(x, -2) if meta.vflip else x
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ float32 (H, W) Bayer mosaic → ``.npy``; SIDD ``.MAT`` frame → ``.npy`` (CFA 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -46,17 +47,21 @@ def save_npy(path: Path, a: np.ndarray, force: bool) -> Path:
     return path
 
 
-def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, *, tile: int = 512,
-                 cfa: str | None = None, force: bool = False, device="cpu", precision: str = "auto"
-                 ) -> tuple[list[Path], int]:
-    """Denoise one file into ``out_dir``; returns (written paths, pixel count)."""
+def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, *, tile: int | None = None,
+                 cfa: str | None = None, force: bool = False, device="cpu", precision: str = "fp32",
+                 log: Callable[[str], None] | None = None) -> tuple[list[Path], int]:
+    """Denoise one file into ``out_dir``; returns (written paths, pixel count).
+
+    ``tile``: None tiles only when one pass would not fit in memory (:func:`n2n_raw.infer.plan_tiles`), an
+    int forces windows of at most that many input pixels. ``log`` receives the tiling plan as one line.
+    """
     path, out_dir = Path(path), Path(out_dir)
     suffix = path.suffix.lower()
     if meta.get("mode") == "srgb":
         if suffix == ".npy":
             x = load_npy(path, 3, "float32 (H, W, 3)")
             target = check_writable(out_dir / f"{path.stem}.npy", force)
-            y = _denoise_rgb(model, x, tile, device, precision)
+            y = _denoise_rgb(model, x, tile, device, precision, log)
             return [save_npy(target, y, force)], x.shape[0] * x.shape[1]
         from .io.images import is_image_file, read_rgb, write_png
         from .metrics import quantize_uint8
@@ -64,23 +69,30 @@ def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, 
             raise InputError(f"{path}: not an image or .npy file (sRGB checkpoint)")
         target = check_writable(out_dir / f"{path.stem}.png", force)
         rgb = read_rgb(path)
-        y = _denoise_rgb(model, rgb.astype(np.float32) / 255.0, tile, device, precision)
+        y = _denoise_rgb(model, rgb.astype(np.float32) / 255.0, tile, device, precision, log)
         return [write_png(target, quantize_uint8(y), force)], rgb.shape[0] * rgb.shape[1]
-    return _denoise_raw_file(model, meta, path, out_dir, tile, cfa, force, device, precision)
+    return _denoise_raw_file(model, meta, path, out_dir, tile, cfa, force, device, precision, log)
 
 
-def _denoise_rgb(model, x: np.ndarray, tile: int, device, precision: str) -> np.ndarray:
+def _plan_logger(log: Callable[[str], None] | None, scale: int):
+    """The plan as one line in the input's pixels (``scale`` 2: a packed mosaic)."""
+    return None if log is None else (lambda plan: log(plan.describe(scale)))
+
+
+def _denoise_rgb(model, x: np.ndarray, tile: int | None, device, precision: str, log) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
-    return infer.denoise_tiled(model, t, tile, OVERLAP, device, precision).permute(1, 2, 0).numpy()
+    return infer.denoise_tiled(model, t, tile, OVERLAP, device, precision,
+                               log=_plan_logger(log, 1)).permute(1, 2, 0).numpy()
 
 
-def _denoise_raw_file(model, meta, path: Path, out_dir: Path, tile: int, cfa: str | None, force: bool,
-                      device, precision: str) -> tuple[list[Path], int]:
+def _denoise_raw_file(model, meta, path: Path, out_dir: Path, tile: int | None, cfa: str | None, force: bool,
+                      device, precision: str, log) -> tuple[list[Path], int]:
     from .bayer import check_cfa
     mode = meta.get("cfa_mode", "rggb")
     suffix = path.suffix.lower()
     override = check_cfa(cfa) if cfa else None
-    run = lambda m, c: infer.denoise_mosaic(model, m, c, mode, tile, 2 * OVERLAP, device, precision)  # noqa: E731
+    run = lambda m, c: infer.denoise_mosaic(model, m, c, mode, tile, 2 * OVERLAP, device, precision,  # noqa: E731
+                                            log=_plan_logger(log, 2))
     from .io import dng
     if suffix in dng.RAW_SUFFIXES:
         targets = [check_writable(out_dir / f"{path.stem}.dng", force),

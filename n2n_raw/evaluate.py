@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import infer, metrics
-from .accel import autocast, place_model
+from .accel import autocast, inference_precision, place_model
 from .errors import InputError
 
 PAPER_REPEATS = {"kodak": 10, "bsd300": 3, "set14": 20}
@@ -55,18 +55,18 @@ def pad_square_reflect(x: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def denoise_protocol(model: torch.nn.Module, noisy: np.ndarray, device, precision: str = "auto") -> np.ndarray:
+def denoise_protocol(model: torch.nn.Module, noisy: np.ndarray, device, precision: str = "fp32") -> np.ndarray:
     """One protocol forward: (H, W, 3) float32 noisy → (H, W, 3) uint8 prediction (clamp, round half up)."""
     h, w = noisy.shape[:2]
     xp = torch.from_numpy(pad_square_reflect(noisy).transpose(2, 0, 1).copy())[None].to(device)
-    with autocast(torch.device(device), precision):
+    with autocast(torch.device(device), inference_precision(precision)):
         out = model(xp)
     pred = out[0, :, :h, :w].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
     return metrics.quantize_uint8(pred)
 
 
 def evaluate_srgb(model: torch.nn.Module, folders: list[str | Path], noise: str = "gauss25",
-                  repeat: int | None = None, seed: int = 101, device="cpu", precision: str = "auto",
+                  repeat: int | None = None, seed: int = 101, device="cpu", precision: str = "fp32",
                   progress=None) -> dict:
     """Run the paper's sRGB protocol; returns the JSON report (psnr, ssim, count, noisy_psnr, per_image, sets)."""
     from .io.images import read_rgb, validation_folder_images
@@ -101,7 +101,7 @@ def evaluate_srgb(model: torch.nn.Module, folders: list[str | Path], noise: str 
 
 
 def evaluate_raw(model: torch.nn.Module, noisy: np.ndarray, gt: np.ndarray, cfas: list[str], cfa_mode: str,
-                 batch_size: int = 32, device="cpu", precision: str = "auto", progress=None) -> dict:
+                 batch_size: int = 32, device="cpu", precision: str = "fp32", progress=None) -> dict:
     """SIDD-convention metrics of a raw model on blocks (N, B, h, w); returns the JSON report."""
     if noisy.shape != gt.shape:
         raise InputError(f"noisy blocks {noisy.shape} and ground truth {gt.shape} differ in shape")
@@ -116,7 +116,7 @@ def evaluate_raw(model: torch.nn.Module, noisy: np.ndarray, gt: np.ndarray, cfas
             pn = metrics.psnr(np.clip(noisy[i, j], 0, 1), gt[i, j], 1.0)
             rows.append({"image": i, "block": j, "psnr": p, "ssim": s, "noisy_psnr": pn})
     report = _summary(rows)
-    mp = noisy.size / 1e6
+    mp = noisy.size / metrics.MEGAPIXEL
     report.update(mode="raw", cfa_mode=cfa_mode, per_image=rows, seconds=seconds,
                   seconds_per_megapixel=seconds / mp)
     return report

@@ -13,6 +13,7 @@ Everything here is plain numpy/scipy in float64 (no scikit-image, no OpenCV):
 - :func:`raw_block_metrics` / :func:`raw_block_scores` — the SIDD raw convention: prediction clamped to
   [0, 1], PSNR with data range 1 per block, MATLAB-style SSIM on the blocks ×255 (float, not quantised),
   means over blocks.
+- :data:`MEGAPIXEL` — the pixel count behind every "s/MP" and "MP" the package prints.
 """
 from __future__ import annotations
 
@@ -23,8 +24,13 @@ from scipy import ndimage
 
 __all__ = [
     "SSIM_WINDOW", "SSIM_SIGMA", "gaussian_window_1d", "psnr", "psnr_uint8", "ssim_matlab", "quantize_uint8",
-    "srgb_image_metrics", "raw_block_scores", "raw_block_metrics",
+    "srgb_image_metrics", "raw_block_scores", "raw_block_metrics", "MEGAPIXEL",
 ]
+
+#: One megapixel, as the SIDD benchmark kit counts it for ``TimeMPRaw`` (seconds per megapixel = total
+#: seconds · 1024·1024 / (40·32·256·256)): 2^20 pixels. Used for every MP the package reports, so a
+#: submission's time and ``evaluate``'s or ``denoise``'s seconds per megapixel compare directly.
+MEGAPIXEL = 1024 * 1024
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import metrics
 from .errors import InputError
 
 FULL_SHAPE = (40, 32, 256, 256)
@@ -21,7 +22,7 @@ def machine_specs(device: torch.device) -> str:
 
 
 def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | None = None, batch_size: int = 32,
-           force: bool = False, device: str = "auto", precision: str = "auto", progress=None,
+           force: bool = False, device: str = "auto", precision: str = "fp32", progress=None,
            optional: dict | None = None, warn=print, which: str = "best", positions=None) -> dict:
     """Write a verified submission; returns {"blocks", "seconds", "time_mp", "format", "path", "checkpoint"}.
 
@@ -31,12 +32,13 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
     The denoised blocks are clamped to [0, 1] (the benchmark's convention), float32, in the input's order
     and orientation; the CFA handling of the checkpoint's mode is undone block by block.
     """
-    from .accel import pick_device, place_model
+    from .accel import inference_precision, pick_device, place_model
     from .checkpoint import load_model
     from .infer import denoise_blocks
     from .io import sidd
     from .io.atomic import check_writable
     out = Path(out)
+    precision = inference_precision(precision)
     by_ext = {".mat": "mat", ".csv": "csv"}.get(out.suffix.lower())
     if fmt is not None and fmt not in ("mat", "csv"):
         raise InputError(f"--format: unknown format {fmt!r} (expected mat or csv)")
@@ -64,7 +66,7 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
     if hasattr(progress, "close"):
         progress.close()
     pred = np.clip(pred, 0.0, 1.0).astype(np.float32)
-    time_mp = seconds * 1024 * 1024 / blocks.size
+    time_mp = seconds * metrics.MEGAPIXEL / blocks.size
     if fmt == "mat":
         opt = {"MethodName": "Neighbor2Neighbor (n2n-raw)", "Authors": "", "PaperTitle": "", "Venue": "",
                **(optional or {}), "MachineSpecs": machine_specs(dev), "Checkpoint": meta["chosen"]}

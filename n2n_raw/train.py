@@ -158,10 +158,11 @@ def val_blocks(noisy_path: str, gt_path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_validator(cfg: TrainConfig, device: torch.device):
-    """A function model → (psnr, ssim) for the configured validation data, or None."""
+    """A function model → (psnr, ssim) for the configured validation data, or None. Validation runs in fp32
+    whatever the training precision: a score is never taken under bf16 rounding."""
     if cfg.mode == "srgb" and cfg.val:
         from .evaluate import evaluate_srgb
-        return lambda m: _ps(evaluate_srgb(m, list(cfg.val), cfg.noise, cfg.val_repeat, 101, device, cfg.precision))
+        return lambda m: _ps(evaluate_srgb(m, list(cfg.val), cfg.noise, cfg.val_repeat, 101, device, "fp32"))
     if cfg.mode == "raw" and cfg.val_noisy:
         if not cfg.val_gt:
             raise InputError("--val-gt: needed together with --val-noisy")
@@ -169,7 +170,7 @@ def make_validator(cfg: TrainConfig, device: torch.device):
         from .io.sidd import block_cfas
         noisy, gt = val_blocks(cfg.val_noisy, cfg.val_gt)
         cfas = block_cfas(noisy.shape[0], cfg.val_cfa)  # the blocks' own CFAs: --cfa is for the training data
-        return lambda m: _ps(evaluate_raw(m, noisy, gt, cfas, cfg.cfa_mode, 32, device, cfg.precision))
+        return lambda m: _ps(evaluate_raw(m, noisy, gt, cfas, cfg.cfa_mode, 32, device, "fp32"))
     return None
 
 
@@ -189,7 +190,7 @@ def write_pictures(cfg: TrainConfig, source, model: torch.nn.Module, run_dir: Pa
         s = min(256, im.shape[0], im.shape[1])
         clean = torch.from_numpy(np.ascontiguousarray(im[:s, :s].transpose(2, 0, 1))).float()[None] / 255
         noisy = make_noise(cfg.noise)(clean, torch.Generator().manual_seed(0))
-        den = forward_padded(model, noisy.to(device), cfg.precision).cpu()
+        den = forward_padded(model, noisy.to(device), "fp32").cpu()
         to8 = lambda t: (t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # noqa: E731
         panels = [("noisy", to8(noisy)), ("denoised", to8(den)), ("clean", to8(clean))]
     else:
@@ -201,7 +202,7 @@ def write_pictures(cfg: TrainConfig, source, model: torch.nn.Module, run_dir: Pa
         else:
             it = source.items[0]
             noisy, gt, cfa = it.crop(0, 0, min(512, it.shape[0]), min(512, it.shape[1])), None, it.cfa
-        den = denoise_mosaic(model, noisy, cfa, cfg.cfa_mode, device=device, precision=cfg.precision)
+        den = denoise_mosaic(model, noisy, cfa, cfg.cfa_mode, device=device, precision="fp32")
         panels = [("noisy", plots.raw_to_srgb(noisy, cfa)),
                   ("denoised", plots.raw_to_srgb(np.clip(den, 0, 1), cfa, ref=noisy))]
         if gt is not None:

@@ -47,6 +47,18 @@ def test_bf16_choice(device, precision, want):
     assert accel.use_bf16(device, precision) is want
 
 
+@pytest.mark.parametrize("precision,want", [("auto", "fp32"), ("fp32", "fp32"), ("bf16", "bf16")])
+def test_inference_is_fp32_unless_bf16_is_asked_for(precision, want):
+    """Scores, submissions and files: ``auto`` means fp32 there, on CUDA too (training's auto is bf16)."""
+    assert accel.inference_precision(precision) == want
+    assert accel.use_bf16(CUDA, accel.inference_precision(precision)) is (want == "bf16")
+
+
+def test_inference_precision_refuses_unknown_values():
+    with pytest.raises(InputError, match="--precision: unknown value 'fp16'"):
+        accel.inference_precision("fp16")
+
+
 def test_bf16_on_cpu_really_runs_in_bf16():
     net = UNet(3, 3).eval()
     x = torch.rand(1, 3, 32, 32)

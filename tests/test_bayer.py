@@ -140,6 +140,33 @@ def test_to_from_packed_round_trip(mode, cfa, size):
         assert colours == ("R", "G", "G", "B")
 
 
+@pytest.mark.parametrize("cfa", bayer.CFAS)
+@pytest.mark.parametrize("size", [(8, 8), (10, 12), (7, 9)])
+def test_to_packed_flip_unify_is_rggb_without_pad_and_round_trips(cfa, size):
+    """unify="flip": an even-sized mosaic is flipped into RGGB phase (no pad: (H/2, W/2)); G1 stays the
+    green of the red rows; from_packed undoes it exactly. Odd sizes fall back to the pad."""
+    m = colour_mosaic(cfa, *size)
+    rows = np.broadcast_to(np.arange(size[0])[:, None], size)  # which original row each pixel came from
+    packed, meta = bayer.to_packed(m, cfa, "rggb", unify="flip")
+    even = size[0] % 2 == 0 and size[1] % 2 == 0
+    if even:
+        assert packed.shape == (4, size[0] // 2, size[1] // 2) and (meta.top, meta.left) == (0, 0)
+        assert (meta.vflip, meta.hflip) == bayer.rggb_flips(cfa)
+        red_rows = set(np.unique(np.asarray(bayer.to_packed(rows, cfa, "rggb", unify="flip")[0][0])))
+        g1_rows = set(np.unique(np.asarray(bayer.to_packed(rows, cfa, "rggb", unify="flip")[0][1])))
+        assert g1_rows == red_rows  # G1 = the green on the red rows, as with the pad
+    else:
+        assert (meta.vflip, meta.hflip) == (False, False)
+    for k, c in enumerate("RGGB"):
+        assert (packed[k] == COLOURS.index(c)).all()
+    x = np.random.default_rng(3).random((2, *size)).astype(np.float32)
+    for arr in (x, torch.from_numpy(x)):
+        p, meta = bayer.to_packed(arr, cfa, "rggb", unify="flip")
+        assert np.array_equal(np.asarray(bayer.from_packed(p, cfa, "rggb", meta)), x)
+    with pytest.raises(ValueError, match="unify"):
+        bayer.to_packed(x, cfa, "rggb", unify="mirror")
+
+
 def test_to_packed_positional_needs_no_cfa_and_rggb_does():
     x = np.zeros((6, 8), np.float32)
     packed, meta = bayer.to_packed(x, None, "positional")

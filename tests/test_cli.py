@@ -128,9 +128,11 @@ def test_denoise_srgb_png_and_npy(srgb_ckpt, tmp_path):
 def test_denoise_srgb_tiled_matches_untiled(srgb_ckpt, tmp_path):
     x = np.random.default_rng(1).uniform(0, 1, (100, 200, 3)).astype(np.float32)  # > 128: tiled
     np.save(tmp_path / "big.npy", x)
-    cli("denoise", "--checkpoint", srgb_ckpt, tmp_path / "big.npy", "--out", tmp_path / "whole", *CPU)
-    cli("denoise", "--checkpoint", srgb_ckpt, tmp_path / "big.npy", "--out", tmp_path / "tiles", "--tile", "128",
-        *CPU)
+    r = cli("denoise", "--checkpoint", srgb_ckpt, tmp_path / "big.npy", "--out", tmp_path / "whole", *CPU)
+    assert "big.npy: untiled (1 pass, est. peak" in r.stdout  # --tile auto: memory is ample
+    r = cli("denoise", "--checkpoint", srgb_ckpt, tmp_path / "big.npy", "--out", tmp_path / "tiles", "--tile", "128",
+            *CPU)
+    assert "big.npy: tiles 2×4 of 64 px core + 128 px context" in r.stdout
     a, b = np.load(tmp_path / "whole" / "big.npy"), np.load(tmp_path / "tiles" / "big.npy")
     assert a.shape == b.shape == x.shape
     assert np.abs(a - b).max() <= 1e-4

@@ -45,12 +45,24 @@ def test_pinned_crops_equal_host_crops(mode):
     assert got.device.type == "cuda" and torch.equal(got.cpu(), host)
 
 
+#: bf16 autocast's rounding, as a PSNR of the bf16 output against the fp32 output with the fp32 output's range
+#: as the peak. This random-init U-Net on uniform input measured 58.2-60.0 dB on CPU autocast (5 seeds; max
+#: |diff| 0.026-0.044 of a range of 4.5-6.9, which is why an absolute 0.05 was too tight a bound); 50 dB
+#: leaves 8 dB for cuDNN's kernels. benchmarks/bf16_inference.py measures the same floor on raw blocks (52-54 dB
+#: for this random-init model, 64 dB for a trained one, data range 1).
+BF16_MIN_PSNR_DB = 50.0
+
+
 def test_bf16_inference_is_close_to_fp32():
     from n2n_raw.infer import run_batched
+    from n2n_raw.metrics import psnr
     from n2n_raw.unet import UNet
 
+    torch.manual_seed(0)
     model = UNet(4, 4).cuda().eval()
     x = torch.rand(6, 4, 64, 96)
     lo = run_batched(model, x, 4, "cuda", "bf16")
     hi = run_batched(model, x, 4, "cuda", "fp32")
-    assert lo.dtype == torch.float32 and 0 < (lo - hi).abs().max() < 0.05
+    assert lo.dtype == torch.float32 and (lo - hi).abs().max() > 0  # bf16 did run
+    floor = psnr(lo.numpy(), hi.numpy(), (hi.max() - hi.min()).item())
+    assert floor >= BF16_MIN_PSNR_DB, f"bf16 vs fp32: {floor:.1f} dB"

@@ -201,3 +201,61 @@ def test_denoise_mosaic_unet_shape(cfa, mode):
     mosaic = np.random.default_rng(0).random((45, 61), dtype=np.float32)
     out = infer.denoise_mosaic(m, mosaic, cfa, mode)
     assert out.shape == (45, 61) and out.dtype == np.float32 and np.isfinite(out).all()
+
+
+# ----------------------------------------------------------------------------------------------- memory plan
+
+def test_plan_untiled_when_memory_is_ample():
+    m = UNet(4, 4, "standard")
+    plan = infer.plan_tiles(m, (4, 3000, 2000), budget=1 << 40)
+    assert not plan.tiled and (plan.ny, plan.nx) == (1, 1)
+    assert plan.peak_bytes == pytest.approx(infer.forward_bytes_per_pixel(m, 4) * 3008 * 2016, rel=0.05)
+    assert plan.describe(scale=2).startswith("untiled (1 pass, est. peak")
+
+
+def test_plan_tiles_within_a_small_budget():
+    m = UNet(4, 4, "standard")
+    bpp = infer.forward_bytes_per_pixel(m, 4)
+    budget = 4 * 8 * 3000 * 2000 + bpp * 1024 * 1024  # whole-image input/output + one 1024² window
+    plan = infer.plan_tiles(m, (4, 3000, 2000), budget=budget)
+    assert plan.tiled and plan.overlap == infer.OVERLAP
+    assert plan.core_h % 32 == 0 and plan.core_w % 32 == 0 and plan.core_h <= 1024 - 2 * 128
+    assert plan.peak_bytes <= budget
+    assert (plan.ny, plan.nx) == (4, 3)  # 768-px cores at most, evened out: 750 → 768, 667 → 672
+    assert plan.describe().startswith("tiles 4×3 of 768×672 px core + 128 px context")
+
+
+def test_plan_forced_tile_keeps_the_old_rule():
+    m = UNet(3, 3, "standard")
+    assert not infer.plan_tiles(m, (3, 150, 37), tile=128).tiled  # within tile + 32
+    plan = infer.plan_tiles(m, (3, 421, 419), tile=384)
+    assert (plan.core_h, plan.core_w, plan.ny, plan.nx) == (128, 128, 4, 4) and plan.budget_bytes is None
+
+
+def test_available_memory_is_positive():
+    assert infer.available_memory("cpu") > 0
+
+
+def test_auto_tiled_with_small_budget_matches_untiled():
+    """An odd-sized image and a budget that fits 384² windows: 4×4 windows, equal to one pass to rounding."""
+    torch.manual_seed(3)
+    m = Recorder(UNet(3, 3, "kaiming", f=16).eval())
+    x = torch.rand(3, 421, 419, generator=torch.Generator().manual_seed(4))
+    ref = infer.forward_padded(m.inner, x[None])[0]
+    budget = 4 * 6 * 421 * 419 + infer.forward_bytes_per_pixel(m, 3) * 384 * 384
+    plans = []
+    out = infer.denoise_tiled(m, x, budget=budget, log=plans.append)
+    assert plans[0].tiled and (plans[0].ny, plans[0].nx) == (4, 4)
+    assert len(m.shapes) == 16 and max(max(s[-2:]) for s in m.shapes) <= 384
+    diff = (out - ref).abs().max().item()
+    assert diff <= 1e-4, f"tiled vs untiled max |diff| = {diff:.3g}"
+    m.shapes.clear()
+    whole = infer.denoise_tiled(m, x, budget=1 << 40)
+    assert len(m.shapes) == 1 and torch.equal(whole, ref)
+
+
+def test_denoise_mosaic_auto_logs_its_plan():
+    mosaic = np.random.default_rng(0).random((90, 122), dtype=np.float32)
+    plans = []
+    out = infer.denoise_mosaic(Identity(), mosaic, "GRBG", "rggb", log=plans.append)
+    assert np.array_equal(out, mosaic) and len(plans) == 1 and not plans[0].tiled

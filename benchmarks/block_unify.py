@@ -1,0 +1,122 @@
+"""The ``rggb`` padding tax on SIDD blocks, and what flipping instead of padding changes.
+
+In ``rggb`` mode a 256×256 block of a BGGR/GRBG/GBRG phone is reflect-padded to RGGB phase (258), packs to
+129×129 and is padded again to 160×160 for the U-Net (``unify="pad"``); flipping the block into RGGB phase
+instead (``unify="flip"``) packs it to 128×128 like ``positional`` mode. This prints:
+
+1. time per block of ``denoise_blocks`` for BGGR blocks: positional, rggb + pad, rggb + flip (in turn,
+   ``--repeats`` times, same process; median and ratio to positional);
+2. with a raw model (``--checkpoint``, or a short training run on the built-in synthetic data), on synthetic
+   SIDD-like validation blocks of every CFA: PSNR of the flip output against the pad output, max |diff|, and
+   the score (SIDD convention, mean PSNR against the ground truth) of each, over the non-RGGB blocks.
+
+    python benchmarks/block_unify.py                       # CPU; trains 300 steps first (≈ 1-2 min)
+    python benchmarks/block_unify.py --checkpoint runs/sidd_raw --images 40
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
+from n2n_raw import metrics  # noqa: E402
+from n2n_raw.accel import place_model  # noqa: E402
+from n2n_raw.infer import denoise_blocks  # noqa: E402
+from n2n_raw.io.sidd import block_cfas, read_blocks  # noqa: E402
+from n2n_raw.unet import UNet  # noqa: E402
+
+
+def timing(device: torch.device, n_blocks: int, repeats: int) -> None:
+    torch.manual_seed(0)
+    model = place_model(UNet(4, 4).eval(), device)
+    blocks = np.random.default_rng(0).random((1, n_blocks, 256, 256), dtype=np.float32)
+    cases = {"positional": dict(cfa_mode="positional"), "rggb pad": dict(cfa_mode="rggb", unify="pad"),
+             "rggb flip": dict(cfa_mode="rggb", unify="flip")}
+    denoise_blocks(model, blocks[:, :2], ["BGGR"], "rggb", 2, device, "fp32")  # warm-up
+    times: dict[str, list] = {k: [] for k in cases}
+    for _ in range(repeats):
+        for name, kw in cases.items():
+            t0 = time.perf_counter()
+            denoise_blocks(model, blocks, ["BGGR"], batch_size=32, device=device, precision="fp32", **kw)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[name].append((time.perf_counter() - t0) / n_blocks)
+    base = float(np.median(times["positional"]))
+    print(f"{n_blocks} BGGR blocks 256×256, batch 32, fp32, random-init raw U-Net, {repeats} runs in turn:")
+    for name, ts in times.items():
+        print(f"  {name:<11} {np.median(ts) * 1e3:7.1f} ms/block ({min(ts) * 1e3:.1f}-{max(ts) * 1e3:.1f})  "
+              f"{np.median(ts) / base:.2f}× positional")
+
+
+def trained(tmp: Path, steps: int, device: str) -> torch.nn.Module:
+    from n2n_raw.checkpoint import load_model
+    from n2n_raw.config import TrainConfig
+    from n2n_raw.train import train
+    cfg = TrainConfig(mode="raw", steps=steps, epochs=10, batch_size=4, patch_size=128, lr=3e-4, seed=0,
+                      device=device, val_every=0, keep_checkpoints=1)
+    train(cfg, tmp / "run", force=True, log=lambda s: None)
+    return load_model(tmp / "run")[0]
+
+
+def difference(device: torch.device, model: torch.nn.Module, label: str, images: int) -> None:
+    from n2n_raw.sidd_synth import make_sidd_world
+    with tempfile.TemporaryDirectory() as td:
+        world = make_sidd_world(Path(td) / "world", scenes_per_phone=0, n_images=images, blocks_per_image=2,
+                                seed=11)
+        noisy, gt = read_blocks(world["val_noisy"]), read_blocks(world["val_gt"])
+    cfas = block_cfas(noisy.shape[0])
+    other = [i for i, c in enumerate(cfas) if c != "RGGB"]
+    model = place_model(model, device).eval()
+    pad = denoise_blocks(model, noisy, cfas, "rggb", 8, device, "fp32", unify="pad")
+    flip = denoise_blocks(model, noisy, cfas, "rggb", 8, device, "fp32", unify="flip")
+    rggb = [i for i in range(len(cfas)) if i not in other]
+    assert np.array_equal(pad[rggb], flip[rggb])  # RGGB blocks are neither padded nor flipped
+
+    def score(pred):
+        return float(np.mean([metrics.psnr(np.clip(p, 0, 1), g, 1.0) for i in other
+                              for p, g in zip(pred[i], gt[i])]))
+
+    p, f = pad[other], flip[other]
+    noisy_score = score(noisy)
+    print(f"{label}: {len(other) * noisy.shape[1]} non-RGGB validation blocks "
+          f"({', '.join(sorted(set(cfas[i] for i in other)))}), noisy {noisy_score:.2f} dB")
+    print(f"  flip vs pad output: PSNR {metrics.psnr(f, p, 1.0):.2f} dB, max |diff| {np.abs(f - p).max():.4f}")
+    print(f"  score: pad {score(pad):.3f} dB, flip {score(flip):.3f} dB ({score(flip) - score(pad):+.3f} dB)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--blocks", type=int, default=32, help="blocks timed per case")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--checkpoint", type=Path, default=None, help="a raw checkpoint (default: train one)")
+    ap.add_argument("--steps", type=int, default=300, help="training steps when no --checkpoint is given")
+    ap.add_argument("--images", type=int, default=20, help="synthetic validation images (2 blocks each)")
+    ap.add_argument("--skip-timing", action="store_true")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    print(f"commit {git_rev(ROOT)}; device {device_name(device)}; torch {torch.__version__}")
+    if not args.skip_timing:
+        timing(device, args.blocks, args.repeats)
+    torch.manual_seed(0)
+    difference(device, UNet(4, 4).eval(), "random init", args.images)
+    if args.checkpoint is not None:
+        from n2n_raw.checkpoint import load_model
+        difference(device, load_model(args.checkpoint, "raw")[0], f"checkpoint {args.checkpoint}", args.images)
+    elif args.steps > 0:
+        with tempfile.TemporaryDirectory() as td:
+            model = trained(Path(td), args.steps, args.device)
+        difference(device, model, f"trained {args.steps} steps", args.images)
+
+
+if __name__ == "__main__":
+    main()
