@@ -323,24 +323,17 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
             device: str = typer.Option("auto", help="auto, cpu or cuda.")):
     """Denoise files with a trained checkpoint; outputs keep the inputs' names and sizes. Prints seconds per
     megapixel (MP = 2^20 pixels, as the SIDD kit's TimeMPRaw)."""
-    from .checkpoint import load_model
-    from .accel import inference_precision, pick_device, place_model
-    from .denoise import denoise_file
+    from .denoiser import Denoiser
     from .metrics import MEGAPIXEL
-    precision = inference_precision(precision)
-    model, meta = load_model(checkpoint, which=which)
-    _out(f"checkpoint: {meta['chosen']}")
-    dev = pick_device(device)
-    model = place_model(model, dev)
-    tile_px = _tile_option(tile)
+    d = Denoiser.load(checkpoint, which=which, device=device, precision=precision, tile=_tile_option(tile))
+    _out(f"checkpoint: {d.meta['chosen']}")
     for p in inputs:
         if not p.is_file():
             raise InputError(f"{p}: no such file")
     out.mkdir(parents=True, exist_ok=True)
     t0, mp = time.perf_counter(), 0.0
     for p in inputs:
-        written, pixels = denoise_file(model, meta, p, out, tile=tile_px, cfa=cfa, force=force, device=dev,
-                                       precision=precision, log=lambda line, p=p: _out(f"{p}: {line}"))
+        written, pixels = d.denoise_file(p, out, cfa=cfa, force=force, log=lambda line, p=p: _out(f"{p}: {line}"))
         mp += pixels / MEGAPIXEL
         _out(f"{p} -> {', '.join(str(w) for w in written)}")
     dt = time.perf_counter() - t0

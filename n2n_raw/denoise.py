@@ -8,6 +8,7 @@ float32 (H, W) Bayer mosaic → ``.npy``; SIDD ``.MAT`` frame → ``.npy`` (CFA 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -47,6 +48,81 @@ def save_npy(path: Path, a: np.ndarray, force: bool) -> Path:
     return path
 
 
+@dataclass
+class Loaded:
+    """One input read for denoising.
+
+    kind: "rgb" (an image file: float32 (H, W, 3) in [0, 1]), "rgb-npy" ((H, W, 3), unclipped allowed),
+    "camera-raw" (DNG or any Bayer raw: float32 (H, W) mosaic, black 0 and white 1, unclipped), "npy-mosaic"
+    ((H, W), CFA from the caller) or "sidd-mat" ((H, W) in [0, 1], CFA from its METADATA file).
+    """
+    path: Path | None
+    kind: str
+    array: np.ndarray
+    cfa: str | None = None
+
+
+def read_input(path: str | Path, mode: str, cfa: str | None = None) -> Loaded:
+    """Read a file for a ``mode`` ("srgb" or "raw") checkpoint; ``cfa`` overrides a raw file's own CFA.
+
+    Raises InputError for a file the mode cannot take (one line naming it and the reason)."""
+    from .bayer import check_cfa
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if mode == "srgb":
+        if suffix == ".npy":
+            return Loaded(path, "rgb-npy", load_npy(path, 3, "float32 (H, W, 3)"))
+        from .io.images import is_image_file, read_rgb
+        if not is_image_file(path):
+            raise InputError(f"{path}: not an image or .npy file (sRGB checkpoint)")
+        return Loaded(path, "rgb", read_rgb(path).astype(np.float32) / 255.0)
+    override = check_cfa(cfa) if cfa else None
+    from .io import dng
+    if suffix in dng.RAW_SUFFIXES:
+        r = dng.read_raw(path, clip=False)  # as training saw it: noise below black kept, dark means unbiased
+        return Loaded(path, "camera-raw", r.mosaic, override or r.cfa)
+    if suffix == ".npy":
+        return Loaded(path, "npy-mosaic", load_npy(path, 2, "a float32 (H, W) Bayer mosaic"), override)
+    if suffix == ".mat":
+        from .io import sidd
+        m = sidd.read_frame(path)
+        if override is None:
+            meta_path = path.with_name(path.name.replace("NOISY", "METADATA").replace("GT", "METADATA"))
+            if meta_path == path or not meta_path.is_file():
+                raise InputError(f"{path}: no metadata file {meta_path.name} beside it; pass --cfa")
+            override = sidd.read_metadata(meta_path).cfa
+        return Loaded(path, "sidd-mat", m, override)
+    raise InputError(f"{path}: unsupported input for a raw checkpoint (expected a camera raw file such as "
+                     f".dng/.nef/.cr2, a .npy mosaic or a SIDD .MAT frame)")
+
+
+def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | None = None, *,
+                  tile: int | None = None, device="cpu", precision: str = "fp32",
+                  log: Callable[[str], None] | None = None, name: str = "input") -> np.ndarray:
+    """Denoise one array with a checkpoint's model; returns float32 of the input's shape (unclamped).
+
+    sRGB checkpoints: ``x`` (H, W, 3) float in [0, 1]. Raw checkpoints: ``x`` (H, W) Bayer mosaic, H and W
+    even, black 0 and white 1 (values below 0 allowed); ``cfa`` is its pattern (needed by ``rggb`` checkpoints,
+    which unify every CFA to RGGB). ``tile``: None tiles only when one pass would not fit in memory.
+    """
+    x = np.asarray(x)
+    if meta.get("mode") == "srgb":
+        if x.ndim != 3 or x.shape[2] != 3:
+            raise InputError(f"{name}: shape {x.shape}; an sRGB checkpoint takes (H, W, 3)")
+        t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))
+        return infer.denoise_tiled(model, t, tile, OVERLAP, device, precision,
+                                   log=_plan_logger(log, 1)).permute(1, 2, 0).numpy()
+    if x.ndim != 2:
+        raise InputError(f"{name}: shape {x.shape}; a raw checkpoint takes an (H, W) Bayer mosaic")
+    if x.shape[0] % 2 or x.shape[1] % 2:
+        raise InputError(f"{name}: odd-sized mosaic {x.shape[0]}×{x.shape[1]}; Bayer mosaics need even sides")
+    mode = meta.get("cfa_mode", "rggb")
+    if mode == "rggb" and cfa is None:
+        raise InputError(f"{name}: a mosaic needs its CFA (--cfa; the checkpoint unifies CFAs to RGGB)")
+    return infer.denoise_mosaic(model, x.astype(np.float32, copy=False), cfa, mode, tile, 2 * OVERLAP, device,
+                                precision, log=_plan_logger(log, 2))
+
+
 def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, *, tile: int | None = None,
                  cfa: str | None = None, force: bool = False, device="cpu", precision: str = "fp32",
                  log: Callable[[str], None] | None = None) -> tuple[list[Path], int]:
@@ -54,74 +130,35 @@ def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, 
 
     ``tile``: None tiles only when one pass would not fit in memory (:func:`n2n_raw.infer.plan_tiles`), an
     int forces windows of at most that many input pixels. ``log`` receives the tiling plan as one line.
+    Every output path is checked before any work, so nothing is overwritten without ``force``.
     """
     path, out_dir = Path(path), Path(out_dir)
+    mode = meta.get("mode")
     suffix = path.suffix.lower()
-    if meta.get("mode") == "srgb":
-        if suffix == ".npy":
-            x = load_npy(path, 3, "float32 (H, W, 3)")
-            target = check_writable(out_dir / f"{path.stem}.npy", force)
-            y = _denoise_rgb(model, x, tile, device, precision, log)
-            return [save_npy(target, y, force)], x.shape[0] * x.shape[1]
-        from .io.images import is_image_file, read_rgb, write_png
+    if mode == "srgb":
+        names = [f"{path.stem}.npy" if suffix == ".npy" else f"{path.stem}.png"]
+    else:
+        from .io.dng import RAW_SUFFIXES
+        names = [f"{path.stem}.dng", f"{path.stem}.png"] if suffix in RAW_SUFFIXES else [f"{path.stem}.npy"]
+    inp = read_input(path, mode, cfa)
+    targets = [check_writable(out_dir / n, force) for n in names]
+    y = denoise_array(model, meta, inp.array, inp.cfa, tile=tile, device=device, precision=precision, log=log,
+                      name=str(path))
+    pixels = inp.array.shape[0] * inp.array.shape[1]
+    if inp.kind == "rgb":
+        from .io.images import write_png
         from .metrics import quantize_uint8
-        if not is_image_file(path):
-            raise InputError(f"{path}: not an image or .npy file (sRGB checkpoint)")
-        target = check_writable(out_dir / f"{path.stem}.png", force)
-        rgb = read_rgb(path)
-        y = _denoise_rgb(model, rgb.astype(np.float32) / 255.0, tile, device, precision, log)
-        return [write_png(target, quantize_uint8(y), force)], rgb.shape[0] * rgb.shape[1]
-    return _denoise_raw_file(model, meta, path, out_dir, tile, cfa, force, device, precision, log)
+        return [write_png(targets[0], quantize_uint8(y), force)], pixels
+    if inp.kind == "camera-raw":
+        from .io import dng
+        from .io.images import write_png
+        y = np.minimum(y, 1.0)  # below black stays (raw values >= 0 on write); above white is saturation
+        written = [dng.write_denoised_dng(path, y, targets[0], force=force)]
+        written.append(write_png(targets[1], dng.render_preview(path, y), force=force))
+        return written, pixels
+    return [save_npy(targets[0], y, force)], pixels
 
 
 def _plan_logger(log: Callable[[str], None] | None, scale: int):
     """The plan as one line in the input's pixels (``scale`` 2: a packed mosaic)."""
     return None if log is None else (lambda plan: log(plan.describe(scale)))
-
-
-def _denoise_rgb(model, x: np.ndarray, tile: int | None, device, precision: str, log) -> np.ndarray:
-    t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
-    return infer.denoise_tiled(model, t, tile, OVERLAP, device, precision,
-                               log=_plan_logger(log, 1)).permute(1, 2, 0).numpy()
-
-
-def _denoise_raw_file(model, meta, path: Path, out_dir: Path, tile: int | None, cfa: str | None, force: bool,
-                      device, precision: str, log) -> tuple[list[Path], int]:
-    from .bayer import check_cfa
-    mode = meta.get("cfa_mode", "rggb")
-    suffix = path.suffix.lower()
-    override = check_cfa(cfa) if cfa else None
-    run = lambda m, c: infer.denoise_mosaic(model, m, c, mode, tile, 2 * OVERLAP, device, precision,  # noqa: E731
-                                            log=_plan_logger(log, 2))
-    from .io import dng
-    if suffix in dng.RAW_SUFFIXES:
-        targets = [check_writable(out_dir / f"{path.stem}.dng", force),
-                   check_writable(out_dir / f"{path.stem}.png", force)]
-        r = dng.read_raw(path, clip=False)  # as training saw it: noise below black kept, dark means unbiased
-        y = np.minimum(run(r.mosaic, override or r.cfa), 1.0)  # below black stays (raw values >= 0 on write)
-        written = [dng.write_denoised_dng(path, y, targets[0], force=force)]
-        from .io.images import write_png
-        written.append(write_png(targets[1], dng.render_preview(path, y), force=force))
-        return written, r.mosaic.size
-    if suffix == ".npy":
-        m = load_npy(path, 2, "a float32 (H, W) Bayer mosaic")
-        if m.shape[0] % 2 or m.shape[1] % 2:
-            raise InputError(f"{path}: odd-sized mosaic {m.shape[0]}×{m.shape[1]}; Bayer mosaics need even sides")
-        if mode == "rggb" and override is None:
-            raise InputError(f"{path}: a .npy mosaic needs --cfa (the checkpoint unifies CFAs to RGGB)")
-        target = check_writable(out_dir / f"{path.stem}.npy", force)
-        return [save_npy(target, run(m, override), force)], m.size
-    if suffix == ".mat":
-        from .io import sidd
-        target = check_writable(out_dir / f"{path.stem}.npy", force)
-        m = sidd.read_frame(path)
-        if m.shape[0] % 2 or m.shape[1] % 2:
-            raise InputError(f"{path}: odd-sized mosaic {m.shape[0]}×{m.shape[1]}")
-        c = override
-        if c is None:
-            meta_path = path.with_name(path.name.replace("NOISY", "METADATA").replace("GT", "METADATA"))
-            if meta_path == path or not meta_path.is_file():
-                raise InputError(f"{path}: no metadata file {meta_path.name} beside it; pass --cfa")
-            c = sidd.read_metadata(meta_path).cfa
-        return [save_npy(target, run(m, c), force)], m.size
-    raise InputError(f"{path}: unsupported input for a raw checkpoint (expected a camera raw file such as .dng/.nef/.cr2, a .npy mosaic or a SIDD .MAT frame)")

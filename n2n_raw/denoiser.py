@@ -1,0 +1,91 @@
+"""The Python API in one object: a trained model bundled with how to apply it.
+
+    from n2n_raw import Denoiser
+    d = Denoiser.load("runs/raw")                 # a run folder (its best checkpoint) or a checkpoint file
+    clean = d.denoise("IMG_0001.dng")             # a camera raw, SIDD .MAT, .npy, image file, or an array
+    d.denoise_file("IMG_0001.dng", "denoised/")   # the CLI's outputs: a DNG carrying the source's tags + PNG
+
+    d = Denoiser.fit(["photos/"], "runs/mine", steps=300)   # self-supervised, on the photos themselves
+
+The mode (sRGB or raw), the CFA handling the checkpoint was trained with, the precision (fp32 unless bf16 is
+asked for) and the tiling (only when one pass would not fit in memory) are carried by the object, so a caller
+never passes ``meta["cfa_mode"]`` around by hand.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+
+class Denoiser:
+    """A trained Neighbor2Neighbor U-Net and how to apply it.
+
+    Attributes:
+        model: the U-Net, in eval mode on ``device``.
+        meta: the checkpoint's metadata (``mode``, ``cfa_mode``, ``step``, ``metrics``, ``chosen``, ...).
+        device: where it runs. precision: "fp32" or "bf16". tile: None (plan from memory) or a forced size.
+    """
+
+    def __init__(self, model: torch.nn.Module, meta: dict, device: str | torch.device = "auto",
+                 precision: str = "fp32", tile: int | None = None):
+        from .accel import inference_precision, pick_device, place_model
+        self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
+        self.model = place_model(model, self.device).eval()
+        self.meta = meta
+        self.precision = inference_precision(precision)
+        self.tile = tile
+
+    @classmethod
+    def load(cls, run_or_checkpoint: str | os.PathLike, which: str = "best", **kw) -> "Denoiser":
+        """Load a run folder (``which``: "best" by validation PSNR, the newest if never validated, or "last")
+        or a checkpoint file. ``kw``: ``device``, ``precision``, ``tile`` (see the class)."""
+        from .checkpoint import load_model
+        model, meta = load_model(run_or_checkpoint, which=which)
+        return cls(model, meta, **kw)
+
+    @classmethod
+    def fit(cls, photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, steps: int | None = None,
+            force: bool = False, log: Callable[[str], None] = lambda s: None, **kw) -> "Denoiser":
+        """Train on a user's own raw photos (files or folders; self-supervised, nothing else needed) into
+        ``run_dir`` (kept: config, metrics, checkpoints) and return the trained Denoiser.
+        ``steps``: None takes :func:`n2n_raw.fit.fit`'s default."""
+        from .fit import fit as run_fit
+        run_fit(list(photos), run_dir, denoised_dir=None, steps=steps, force=force, log=log)
+        return cls.load(run_dir, which="last", **kw)
+
+    @property
+    def mode(self) -> str:
+        """"srgb" or "raw"."""
+        return self.meta.get("mode", "srgb")
+
+    def denoise(self, x: np.ndarray | str | os.PathLike, cfa: str | None = None,
+                log: Callable[[str], None] | None = None) -> np.ndarray:
+        """Denoise an array or a file; returns float32 of the input's shape, unclamped.
+
+        Raw mode: ``x`` an (H, W) Bayer mosaic (black 0, white 1; needs ``cfa`` unless the checkpoint packs by
+        position) or a camera raw / SIDD ``.MAT`` / ``.npy`` file (its own CFA; ``cfa`` overrides). sRGB mode:
+        ``x`` (H, W, 3) float in [0, 1] (uint8 is scaled by 1/255), or an image / ``.npy`` file.
+        """
+        from .denoise import denoise_array, read_input
+        name = "input"
+        if isinstance(x, (str, os.PathLike)):
+            inp = read_input(x, self.mode, cfa)
+            x, cfa, name = inp.array, inp.cfa, str(x)
+        elif isinstance(x, np.ndarray) and x.dtype == np.uint8:
+            x = x.astype(np.float32) / 255.0
+        elif cfa is not None:
+            from .bayer import check_cfa
+            cfa = check_cfa(cfa)
+        return denoise_array(self.model, self.meta, x, cfa, tile=self.tile, device=self.device,
+                             precision=self.precision, log=log, name=name)
+
+    def denoise_file(self, path: str | os.PathLike, out_dir: str | os.PathLike, cfa: str | None = None,
+                     force: bool = False, log: Callable[[str], None] | None = None) -> tuple[list[Path], int]:
+        """Denoise a file into ``out_dir`` as ``n2n-raw denoise`` does; returns (written paths, pixels)."""
+        from .denoise import denoise_file
+        return denoise_file(self.model, self.meta, Path(path), Path(out_dir), tile=self.tile, cfa=cfa, force=force,
+                            device=self.device, precision=self.precision, log=log)

@@ -1,0 +1,82 @@
+"""The Python facade ``n2n_raw.Denoiser``: the README's example runs as written, and the object gives what
+the pieces it bundles give when composed by hand."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, cli
+from n2n_raw import Denoiser
+from n2n_raw.checkpoint import load_model
+from n2n_raw.errors import InputError
+from n2n_raw.infer import denoise_mosaic
+
+
+
+@pytest.fixture
+def small_dng(tmp_path) -> Path:
+    """A small 12-bit GRBG DNG (written through pidng, a writer n2n-raw does not own)."""
+    from n2n_raw.io import dng
+    raw = np.random.default_rng(2).integers(64, 4000, (96, 130)).astype(np.uint16)
+    return dng.write_dng(tmp_path / "src" / "small.dng", raw, "GRBG", 12, black_level=64, white_level=4000)
+
+
+def _readme_block() -> str:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_example_runs(raw_run, tmp_path, monkeypatch, small_dng):
+    """The README's Denoiser block, executed in a folder holding runs/raw and IMG_0001.dng."""
+    shutil.copytree(raw_run, tmp_path / "runs" / "raw")
+    shutil.copy(small_dng, tmp_path / "IMG_0001.dng")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(_readme_block(), "README.md", "exec"), scope)
+    y, d = scope["y"], scope["d"]
+    assert y.dtype == np.float32 and y.ndim == 2 and np.isfinite(y).all()
+    assert sorted(p.name for p in (tmp_path / "denoised").iterdir()) == ["IMG_0001.dng", "IMG_0001.png"]
+    assert scope["y2"].shape == y.shape
+    assert d.mode == "raw" and d.precision == "fp32"
+
+
+def test_denoise_array_equals_the_pieces(raw_run):
+    """Denoiser.denoise(mosaic, cfa) = denoise_mosaic with the checkpoint's own CFA mode, on an odd-ish size."""
+    from n2n_raw.accel import place_model
+    model, meta = load_model(raw_run, which="best")
+    model = place_model(model, "cpu")  # channels-last, as every inference path places it (float sums differ)
+    m = np.random.default_rng(3).random((70, 94), dtype=np.float32)
+    d = Denoiser.load(raw_run, device="cpu")
+    expected = denoise_mosaic(model, m, "GBRG", meta["cfa_mode"], device="cpu", precision="fp32")
+    np.testing.assert_array_equal(d.denoise(m, cfa="gbrg"), expected)
+
+
+def test_denoise_file_matches_the_cli(raw_run, tmp_path):
+    m = np.random.default_rng(4).random((64, 96), dtype=np.float32)
+    np.save(tmp_path / "m.npy", m)
+    cli("denoise", "--checkpoint", raw_run, tmp_path / "m.npy", "--cfa", "BGGR", "--out", tmp_path / "o",
+        "--device", "cpu")
+    d = Denoiser.load(raw_run, device="cpu")
+    # the same computation in another call: oneDNN may pick another kernel, so equal to float rounding
+    np.testing.assert_allclose(np.load(tmp_path / "o" / "m.npy"), d.denoise(tmp_path / "m.npy", cfa="BGGR"),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_wrong_inputs_fail_at_the_door(raw_run, srgb_run):
+    d = Denoiser.load(raw_run, device="cpu")
+    with pytest.raises(InputError, match=r"shape \(8, 8, 3\); a raw checkpoint takes an \(H, W\) Bayer mosaic"):
+        d.denoise(np.zeros((8, 8, 3), np.float32), cfa="RGGB")
+    with pytest.raises(InputError, match="odd-sized mosaic 9×8"):
+        d.denoise(np.zeros((9, 8), np.float32), cfa="RGGB")
+    with pytest.raises(InputError, match="needs its CFA"):
+        d.denoise(np.zeros((8, 8), np.float32))
+    s = Denoiser.load(srgb_run, device="cpu")
+    rgb8 = np.random.default_rng(5).integers(0, 256, (33, 47, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(s.denoise(rgb8), s.denoise(rgb8.astype(np.float32) / 255))
+    with pytest.raises(InputError, match=r"shape \(8, 8\); an sRGB checkpoint takes \(H, W, 3\)"):
+        s.denoise(np.zeros((8, 8), np.float32))
