@@ -23,32 +23,48 @@ from .errors import InputError
 
 
 @dataclass
-class RawItem:
-    """One training mosaic: ``crop(y, x, h, w)`` returns float32 (h, w); ``shape`` is (H, W)."""
+class Item:
+    """One training image or mosaic, read on demand: ``crop(y, x, h, w)`` returns the window of rows y..y+h and
+    columns x..x+w (sRGB: uint8 (h, w, 3); raw: float32 (h, w) mosaic in [0, 1]). ``shape`` is (H, W); ``cfa``
+    the mosaic's layout (raw only); ``gt`` cuts the same window of the item's clean frame, where one is known.
+
+    Items of a store read their windows from the file (:meth:`n2n_raw.io.store.Store.read_crop`), so a store
+    of any size trains in bounded host memory; items of a folder or of the built-in data wrap arrays.
+    """
     name: str
     shape: tuple[int, int]
-    cfa: str
+    cfa: str | None
     crop: Callable[[int, int, int, int], np.ndarray]
+    gt: Callable[[int, int, int, int], np.ndarray] | None = None
+
+
+RawItem = Item  # the name the raw path has always used
 
 
 class SrgbSource:
     mode = "srgb"
     channels = 3
 
-    def __init__(self, images: list[np.ndarray], names: list[str], patch: int):
-        for im, name in zip(images, names):
-            if im.shape[0] < patch or im.shape[1] < patch:
-                raise InputError(f"{name}: image {im.shape[0]}×{im.shape[1]} is smaller than --patch-size {patch}")
-        self.images, self.names, self.patch = images, names, patch
+    def __init__(self, items: list[Item], patch: int):
+        for it in items:
+            if it.shape[0] < patch or it.shape[1] < patch:
+                raise InputError(f"{it.name}: image {it.shape[0]}×{it.shape[1]} is smaller than --patch-size {patch}")
+        self.items, self.patch = items, patch
+
+    @classmethod
+    def from_images(cls, images: list[np.ndarray], names: list[str], patch: int) -> "SrgbSource":
+        """A source of uint8 (H, W, 3) arrays held in memory."""
+        return cls([in_memory(n, im) for im, n in zip(images, names)], patch)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.items)
 
     def crop(self, i: int, rng: np.random.Generator) -> np.ndarray:
-        im, p = self.images[i], self.patch
-        y = int(rng.integers(0, im.shape[0] - p + 1))
-        x = int(rng.integers(0, im.shape[1] - p + 1))
-        return np.ascontiguousarray(im[y:y + p, x:x + p].transpose(2, 0, 1))
+        """A random clean crop of item ``i``: uint8 (3, P, P)."""
+        it, p = self.items[i], self.patch
+        y = int(rng.integers(0, it.shape[0] - p + 1))
+        x = int(rng.integers(0, it.shape[1] - p + 1))
+        return np.ascontiguousarray(it.crop(y, x, p, p).transpose(2, 0, 1))
 
 
 class RawSource:
@@ -134,31 +150,36 @@ def make_batch(source, step: int, batch: int, seed: int, steps_per_epoch: int | 
 def load_source(cfg) -> SrgbSource | RawSource:
     """The training source for a resolved :class:`~n2n_raw.config.TrainConfig`."""
     if cfg.mode == "srgb":
-        images, names = _load_srgb(cfg)
-        return SrgbSource(images, names, cfg.patch_size)
+        return SrgbSource(_load_srgb(cfg), cfg.patch_size)
     return RawSource(_load_raw(cfg), cfg.patch_size, cfg.cfa_mode, cfg.augment)
 
 
-def _load_srgb(cfg) -> tuple[list[np.ndarray], list[str]]:
-    from .io import store as store_io
+def in_memory(name: str, array: np.ndarray, cfa: str | None = None, gt: np.ndarray | None = None) -> Item:
+    """An item of an array held in memory (sRGB uint8 (H, W, 3) or raw float32 (H, W) with its ``cfa``)."""
+    window = lambda a: (lambda y, x, h, w: a[y:y + h, x:x + w])  # noqa: E731
+    return Item(name, tuple(array.shape[:2]), cfa, window(array), window(gt) if gt is not None else None)
+
+
+def _load_srgb(cfg) -> list[Item]:
     if cfg.data is None:
         from .synthetic import dead_leaves_set
         side = max(256, cfg.patch_size)
         ims = dead_leaves_set(cfg.default_data_size, side, side, seed=1234)
-        return ims, [f"dead-leaves #{i}" for i in range(len(ims))]
+        return [in_memory(f"dead-leaves #{i}", im) for i, im in enumerate(ims)]
     path = Path(cfg.data)
     if path.is_dir():
         from .io.images import list_images, read_rgb
-        files = list_images(path)
-        return [read_rgb(f) for f in files], [str(f) for f in files]
+        return [in_memory(str(f), read_rgb(f)) for f in list_images(path)]
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     st = _open_store(path, "srgb")
-    images = [st.read(i) for i in range(len(st))]
-    for im, n in zip(images, st.names):
-        if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
-            raise InputError(f"{path}: item {n} is {im.dtype} {im.shape}; sRGB items are uint8 (H, W, 3)")
-    return images, [f"{path}[{n}]" for n in st.names]
+    items = []
+    for i, n in enumerate(st.names):
+        shape, dtype = st.shape(i), st.dtype(i)
+        if dtype != np.uint8 or len(shape) != 3 or shape[2] != 3:
+            raise InputError(f"{path}: item {n} is {dtype} {shape}; sRGB items are uint8 (H, W, 3)")
+        items.append(_store_item(st, i, path, None))
+    return items
 
 
 def _open_store(path: Path, mode: str):
@@ -169,11 +190,14 @@ def _open_store(path: Path, mode: str):
     return st
 
 
-def _in_memory(name: str, mosaic: np.ndarray, cfa: str) -> RawItem:
-    return RawItem(name, tuple(mosaic.shape), cfa, lambda y, x, h, w, m=mosaic: m[y:y + h, x:x + w])
+def _store_item(st, i: int, path: Path, cfa: str | None) -> Item:
+    """Item ``i`` of an open store: windows are read from the file at each crop (h5py hyperslab reads)."""
+    gt = (lambda y, x, h, w: st.read_gt_crop(i, y, x, h, w)) if st.has_gt else None
+    return Item(f"{path}[{st.names[i]}]", tuple(st.shape(i)[:2]), cfa,
+                lambda y, x, h, w: st.read_crop(i, y, x, h, w), gt)
 
 
-def _load_raw(cfg) -> list[RawItem]:
+def _load_raw(cfg) -> list[Item]:
     override = bayer.check_cfa(cfg.cfa) if cfg.cfa else None
     if cfg.data is None:
         return default_raw_items()
@@ -182,7 +206,7 @@ def _load_raw(cfg) -> list[RawItem]:
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
         from .io import sidd
-        items: list[RawItem] = []
+        items: list[Item] = []
         try:
             frames = sidd.find_frames(path)
         except InputError:
@@ -193,12 +217,12 @@ def _load_raw(cfg) -> list[RawItem]:
                 cfa = override or (meta.cfa if meta else None)
                 if cfa is None:
                     raise InputError(f"{fs.noisy}: no metadata file beside it; pass --cfa")
-                items.append(_in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), cfa))
+                items.append(in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), cfa))
             return items
         from .io import dng
         for f in dng.find_raws(path):
             r = dng.read_raw(f)
-            items.append(_in_memory(str(f), r.mosaic, override or r.cfa))
+            items.append(in_memory(str(f), r.mosaic, override or r.cfa))
         return items
     st = _open_store(path, "raw")
     items = []
@@ -210,10 +234,9 @@ def _load_raw(cfg) -> list[RawItem]:
         if str(cfa).strip().upper() not in bayer.CFAS:
             raise InputError(f"{path}: item {st.names[i]} has an unknown CFA {cfa!r}; pass --cfa")
         shape = st.shape(i)
-        if len(shape) != 2 or st._f["items"][st.names[i]].dtype.kind != "f":
+        if len(shape) != 2 or st.dtype(i).kind != "f":
             raise InputError(f"{path}: item {st.names[i]} is not a float (H, W) mosaic ({shape})")
-        items.append(RawItem(f"{path}[{st.names[i]}]", st.shape(i), str(cfa),
-                             lambda y, x, h, w, i=i: st.read_crop(i, y, x, h, w)))
+        items.append(_store_item(st, i, path, str(cfa)))
     return items
 
 
@@ -235,7 +258,7 @@ def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed:
         iso = isos[(k // len(phones)) % len(isos)]
         clean = clean_mosaic(rng, size[0], size[1], PHONE_CFA[phone])
         noisy = add_raw_noise(rng, clean, *raw_noise_params(iso))
-        items.append(_in_memory(f"synthetic {phone} ISO {iso} #{k}", noisy, PHONE_CFA[phone]))
+        items.append(in_memory(f"synthetic {phone} ISO {iso} #{k}", noisy, PHONE_CFA[phone]))
     return items
 
 
@@ -248,9 +271,8 @@ def _pin(t: torch.Tensor) -> torch.Tensor:
 
 def flat_nbytes(source) -> int:
     """Bytes the whole training set takes in a :class:`DeviceCropper` (sRGB uint8, raw float32)."""
-    if source.mode == "srgb":
-        return sum(im.nbytes for im in source.images)
-    return sum(4 * it.shape[0] * it.shape[1] for it in source.items)
+    per_pixel = 3 if source.mode == "srgb" else 4  # uint8 RGB / float32 mosaic
+    return sum(per_pixel * it.shape[0] * it.shape[1] for it in source.items)
 
 
 class DeviceCropper:
@@ -270,7 +292,7 @@ class DeviceCropper:
         self.pinned = pinned
         self.mode, self.patch = source.mode, source.patch
         if self.mode == "srgb":
-            arrays = [np.ascontiguousarray(im) for im in source.images]
+            arrays = [np.ascontiguousarray(it.crop(0, 0, *it.shape)) for it in source.items]
             shapes = [a.shape[:2] for a in arrays]
             phase = [(0, 0)] * len(arrays)
             self.step_px, self.channels = 1, 3

@@ -185,7 +185,8 @@ def write_pictures(cfg: TrainConfig, source, model: torch.nn.Module, run_dir: Pa
         if cfg.val:
             im = read_rgb(validation_folder_images(cfg.val[0])[0])
         else:
-            im = source.images[0]
+            it = source.items[0]
+            im = it.crop(0, 0, min(256, it.shape[0]), min(256, it.shape[1]))
         s = min(256, im.shape[0], im.shape[1])
         clean = torch.from_numpy(np.ascontiguousarray(im[:s, :s].transpose(2, 0, 1))).float()[None] / 255
         noisy = make_noise(cfg.noise)(clean, torch.Generator().manual_seed(0))
