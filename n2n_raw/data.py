@@ -82,25 +82,41 @@ class RawSource:
     def __len__(self) -> int:
         return len(self.items)
 
-    def crop(self, i: int, rng: np.random.Generator) -> np.ndarray:
-        it, p = self.items[i], self.patch
+    @property
+    def has_gt(self) -> bool:
+        """Whether every item knows its clean frame (needed by ``--target supervised``)."""
+        return all(it.gt is not None for it in self.items)
+
+    def crop(self, i: int, rng: np.random.Generator, with_gt: bool = False) -> np.ndarray:
+        """A random crop of item ``i``: float32 (4, P/2, P/2) packed; with ``with_gt`` (2, 4, P/2, P/2), the
+        noisy crop and the same window of the clean frame (same offsets, flips and packing)."""
+        cut = self._window(self.items[i], rng)
+        noisy = cut(self.items[i].crop)
+        return np.stack([noisy, cut(self.items[i].gt)]) if with_gt else noisy
+
+    def _window(self, it: Item, rng: np.random.Generator) -> Callable[[Callable], np.ndarray]:
+        """Draw a crop's offsets (and flips) once; the result cuts that window from any reader of the item."""
+        p = self.patch
         h, w = it.shape
         if self.augment:
             # Cut p+2, flip/transpose, then re-phase to the item's layout by cropping (Liu et al. 2019).
             y = 2 * int(rng.integers(0, (h - p - 2) // 2 + 1))
             x = 2 * int(rng.integers(0, (w - p - 2) // 2 + 1))
             hf, vf, tr = (bool(b) for b in rng.integers(0, 2, size=3))
-            m, cfa = bayer.augment(it.crop(y, x, p + 2, p + 2), it.cfa, hflip=hf, vflip=vf, transpose=tr)
-            if self.cfa_mode == "rggb":
-                m = bayer.unify_crop(m, cfa)[:p, :p]
-            else:  # positional: restore the item's own phase so the packed channels keep their meaning
-                dy, dx = _phase_shift(cfa, it.cfa)
-                m = m[dy:dy + p, dx:dx + p]
-            return bayer.pack(np.ascontiguousarray(m))
+
+            def cut(read):
+                m, cfa = bayer.augment(read(y, x, p + 2, p + 2), it.cfa, hflip=hf, vflip=vf, transpose=tr)
+                if self.cfa_mode == "rggb":
+                    m = bayer.unify_crop(m, cfa)[:p, :p]
+                else:  # positional: restore the item's own phase so the packed channels keep their meaning
+                    dy, dx = _phase_shift(cfa, it.cfa)
+                    m = m[dy:dy + p, dx:dx + p]
+                return bayer.pack(np.ascontiguousarray(m))
+            return cut
         dy, dx = bayer.cfa_offset(it.cfa) if self.cfa_mode == "rggb" else (0, 0)
         y = dy + 2 * int(rng.integers(0, (h - dy - p) // 2 + 1))
         x = dx + 2 * int(rng.integers(0, (w - dx - p) // 2 + 1))
-        return bayer.pack(np.ascontiguousarray(it.crop(y, x, p, p), dtype=np.float32))
+        return lambda read: bayer.pack(np.ascontiguousarray(read(y, x, p, p), dtype=np.float32))
 
 
 def _phase_shift(cfa_now: str, cfa_want: str) -> tuple[int, int]:
@@ -130,18 +146,21 @@ def sample_indices(n_items: int, step: int, batch: int, seed: int, steps_per_epo
 
 
 def make_batch(source, step: int, batch: int, seed: int, steps_per_epoch: int | None,
-               rank_slice: slice = slice(None)) -> torch.Tensor:
+               rank_slice: slice = slice(None), with_gt: bool = False):
     """Crops of the global batch of ``step`` (or this rank's slice of it).
 
-    Returns float32 (B, C, P, P) in [0, 1] (sRGB: clean; raw: noisy, packed C=4 with side P/2).
+    Returns float32 (B, C, P, P) in [0, 1] (sRGB: clean; raw: noisy, packed C=4 with side P/2); raw with
+    ``with_gt``: (noisy, clean), each (B, 4, P/2, P/2), the clean crops cut at the noisy crops' windows.
     """
     idx = sample_indices(len(source), step, batch, seed, steps_per_epoch)
     crops = []
     for b in range(batch)[rank_slice]:
         rng = np.random.default_rng([seed, step, b, 2])  # per sample: independent of the rank layout
-        crops.append(source.crop(int(idx[b]), rng))
+        crops.append(source.crop(int(idx[b]), rng, with_gt=True) if with_gt else source.crop(int(idx[b]), rng))
     arr = np.stack(crops)
     t = torch.from_numpy(arr)
+    if with_gt:
+        return t[:, 0], t[:, 1]
     return t.float().div_(255.0) if arr.dtype == np.uint8 else t
 
 
@@ -217,7 +236,8 @@ def _load_raw(cfg) -> list[Item]:
                 cfa = override or (meta.cfa if meta else None)
                 if cfa is None:
                     raise InputError(f"{fs.noisy}: no metadata file beside it; pass --cfa")
-                items.append(in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), cfa))
+                gt = sidd.read_frame(fs.gt) if cfg.target == "supervised" and fs.gt else None
+                items.append(in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), cfa, gt))
             return items
         from .io import dng
         for f in dng.find_raws(path):
@@ -246,7 +266,8 @@ def _phone(scene: str) -> str | None:
 
 
 def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed: int = 1234) -> list[RawItem]:
-    """The built-in raw training set: noisy SIDD-like mosaics of every phone's CFA (no download)."""
+    """The built-in raw training set: noisy SIDD-like mosaics of every phone's CFA (no download), each with its
+    clean mosaic as ``gt``."""
     from .io.sidd import PHONE_CFA
     from .sidd_synth import add_raw_noise, clean_mosaic, raw_noise_params
     rng = np.random.default_rng(seed)
@@ -258,7 +279,7 @@ def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed:
         iso = isos[(k // len(phones)) % len(isos)]
         clean = clean_mosaic(rng, size[0], size[1], PHONE_CFA[phone])
         noisy = add_raw_noise(rng, clean, *raw_noise_params(iso))
-        items.append(in_memory(f"synthetic {phone} ISO {iso} #{k}", noisy, PHONE_CFA[phone]))
+        items.append(in_memory(f"synthetic {phone} ISO {iso} #{k}", noisy, PHONE_CFA[phone], gt=clean))
     return items
 
 
