@@ -308,12 +308,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     crop_gen = torch.Generator() if storage == "pinned" else gen
     progress = ProgressHook("train", "step", enabled=dist.rank == 0)
     ckpt_meta = lambda epoch, extra: {"mode": cfg.mode, "target": cfg.target, "cfa_mode": cfg.cfa_mode,  # noqa: E731
-                                      "noise": cfg.noise,
-                                            "epoch": epoch, "total_steps": total, "config": json.loads(cfg.to_json()),
-                                            "metrics": extra}
+                                      "noise": cfg.noise, "epoch": epoch, "total_steps": total,
+                                      "config": json.loads(cfg.to_json()), "metrics": extra}
     if dist.rank == 0:
-        log(f"training {cfg.mode}{' (supervised)' if supervised else ''} on {device.type}: {len(source)} items, {total} steps of batch {global_batch}, "
-            f"{cfg.epochs} epochs, lr {base_lr:g}, γ {cfg.increase_ratio:g}, init {cfg.init}; "
+        log(f"training {cfg.mode}{' (supervised)' if supervised else ''} on {device.type}: {len(source)} items, "
+            f"{total} steps of batch {global_batch}, {cfg.epochs} epochs, lr {base_lr:g}, γ {cfg.increase_ratio:g}, init {cfg.init}; "
             f"{'bf16' if use_bf16(device, cfg.precision) else 'fp32'}, "
             f"{'compiled' + (' + CUDA graphs' if graphs else '') if compiled else 'eager'}, data {storage}"
             + (f" (resuming at step {start})" if start else ""))
