@@ -1,6 +1,7 @@
 """Training data: sources of images/mosaics and random crops, reproducible from (seed, step).
 
-A source holds N training items and cuts crops:
+A source holds N training items (:class:`Item`: a window reader, so a store's crops are read from the file per
+step and a store of any size trains in bounded memory) and cuts crops:
 - sRGB: uint8 (H, W, 3) images → crops (3, P, P) float32 in [0, 1] (clean; noise is added per step).
 - raw: float32 (H, W) mosaics in [0, 1] with their CFA → crops of P×P mosaic pixels at even offsets
   (in "rggb" mode offset by the CFA's R position so every crop starts with R), packed to (4, P/2, P/2).
