@@ -12,6 +12,10 @@ Evaluation always runs in fp32, so variants differ by their training only. Mixed
 (bf16 vs fp32 training from the same seed):
     python benchmarks/convergence.py --task both --steps 300 --eval-every 60 --variants kaiming-fp32,kaiming-bf16
 
+The supervised ceiling (N2N against noisy → clean training of the same U-Net; raw uses the built-in data's
+clean mosaics as the clean frames):
+    python benchmarks/convergence.py --task both --steps 2000 --eval-every 200 --variants n2n,supervised
+
 Writes CSV + PNG under --out and prints a summary table. CPU setting (default) fits in 30 min on 2 cores:
     python benchmarks/convergence.py --task both --steps 1000 --eval-every 100
 GPU setting:
@@ -48,6 +52,9 @@ VARIANTS = {
     # Quality check of mixed precision: the same run trained in fp32 and in bf16 autocast (CPU or CUDA).
     "kaiming-fp32": {"init": "kaiming", "precision": "fp32"},
     "kaiming-bf16": {"init": "kaiming", "precision": "bf16"},
+    # The supervised ceiling: the same U-Net, data, schedule and seed trained noisy → clean (``--target``).
+    "n2n": {"init": "kaiming", "target": "n2n"},
+    "supervised": {"init": "kaiming", "target": "supervised"},
 }
 
 

@@ -106,7 +106,7 @@ def bench_plain(mode, batch, patch, device, steps, warmup):
     model = UNet(ch, ch).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     if mode == "srgb":
-        src = SrgbSource(dead_leaves_set(16, patch, patch, seed=1), [str(i) for i in range(16)], patch)
+        src = SrgbSource.from_images(dead_leaves_set(16, patch, patch, seed=1), [str(i) for i in range(16)], patch)
         add_noise = lambda c: c + torch.normal(0.0, 25 / 255, size=c.shape, device=c.device)  # noqa: E731
     else:
         src = RawSource(default_raw_items(count=4, size=(patch + 64, patch + 64)), patch)

@@ -11,7 +11,8 @@ option             auto on CUDA                 auto on CPU
 ``--compile``      on (the whole loss step)     off (compiling takes ~100 s on 2 cores)
 ``--cuda-graphs``  on for ≤ 16 crops, one GPU   off (CUDA only)
 ``--data-on-dev``  device if it fits, else      off (host crops, the reference path)
-                   pinned host memory
+                   pinned host memory if it
+                   fits, else host crops
 =================  ===========================  ================================================
 """
 from __future__ import annotations
@@ -138,11 +139,26 @@ def training_step(loss_fn: Callable, compiled: bool, graphs: bool, fullgraph: bo
     return step
 
 
-def data_storage(setting: str, device: torch.device, nbytes: int, free_bytes: int | None = None) -> str:
-    """Where the training set lives: ``device`` (crops gathered there), ``pinned`` (pinned host memory,
-    crops gathered on the host and copied asynchronously) or ``host`` (the per-step host path).
+def host_available_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
-    ``auto`` on CUDA keeps it on the device when it takes at most half the free memory, else pinned.
+
+def data_storage(setting: str, device: torch.device, nbytes: int, free_bytes: int | None = None,
+                 host_free_bytes: int | None = None) -> str:
+    """Where the training set lives: ``device`` (crops gathered there), ``pinned`` (pinned host memory,
+    crops gathered on the host and copied asynchronously) or ``host`` (the per-step host path, which reads
+    crops from a store on demand: bounded memory for a set of any size).
+
+    ``auto`` on CUDA keeps it on the device when it takes at most half the free device memory, else in pinned
+    host memory when it takes at most half the available host memory, else on the host path.
     """
     if setting not in STORAGES:
         raise InputError(f"--data-on-device: unknown value {setting!r} (expected auto, on, pinned or off)")
@@ -153,5 +169,10 @@ def data_storage(setting: str, device: torch.device, nbytes: int, free_bytes: in
     if setting == "auto":
         if free_bytes is None:
             free_bytes = torch.cuda.mem_get_info(device)[0]
-        return "device" if nbytes <= DEVICE_DATA_FRACTION * free_bytes else "pinned"
+        if nbytes <= DEVICE_DATA_FRACTION * free_bytes:
+            return "device"
+        if host_free_bytes is None:
+            host_free_bytes = host_available_bytes()
+        fits_host = host_free_bytes is None or nbytes <= DEVICE_DATA_FRACTION * host_free_bytes
+        return "pinned" if fits_host else "host"
     return "device" if setting == "on" else "pinned"

@@ -129,6 +129,10 @@ def train(ctx: typer.Context,
           data: Optional[Path] = typer.Option(None, help="Store from `prepare`, or a folder of images (srgb) / "
                                               "SIDD MAT or DNG files (raw). Default: built-in synthetic data."),
           noise: str = typer.Option("gauss25", help="srgb: gauss25, gauss5_50, poisson30, poisson5_50."),
+          target: str = typer.Option("n2n", help="n2n (self-supervised, the default) or supervised: noisy → clean "
+                                     "MSE with the same U-Net, data, schedule and seed, the ceiling N2N is measured "
+                                     "against. Needs clean data: srgb has it by construction (noise is added per "
+                                     "step); raw needs GT frames (`prepare sidd --with-gt`, or the built-in data)."),
           epochs: int = typer.Option(100, help="Nominal epochs E (Λ ramp and LR halvings at 0.2E..0.8E)."),
           steps: Optional[int] = typer.Option(None, help="Total optimiser steps, split into E nominal epochs. "
                                               "Default: an epoch is one pass over the data."),
@@ -177,7 +181,8 @@ def train(ctx: typer.Context,
           resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
           force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out."),
           device: str = typer.Option("auto", help="auto, cpu or cuda.")):
-    """Train a Neighbor2Neighbor U-Net (paper defaults; see the README for every default's source)."""
+    """Train a Neighbor2Neighbor U-Net (paper defaults; see the README for every default's source), or with
+    --target supervised the same U-Net on noisy → clean pairs."""
     from .config import TrainConfig
     from .train import train as run
     if resume and force:
@@ -189,7 +194,7 @@ def train(ctx: typer.Context,
     for p in [data, val_noisy, val_gt, *val]:
         if p is not None and not p.exists():
             raise InputError(f"{p}: no such file or folder")
-    cfg = TrainConfig(mode=mode, data=str(data) if data else None, noise=noise, epochs=epochs, steps=steps,
+    cfg = TrainConfig(mode=mode, data=str(data) if data else None, noise=noise, target=target, epochs=epochs, steps=steps,
                       batch_size=batch_size, patch_size=patch_size, lr=lr, lr_rule=lr_rule, increase_ratio=increase_ratio,
                       lambda1=lambda1, lambda2=lambda2, seed=seed, init=init, residual=residual, cfa_mode=cfa_mode, cfa=cfa,
                       augment=augment, val_cfa=val_cfa, val=tuple(str(v) for v in val), val_repeat=val_repeat,

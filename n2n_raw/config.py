@@ -18,6 +18,7 @@ from .noise import NOISES
 from .unet import INITS
 
 MODES = ("srgb", "raw")
+TARGETS = ("n2n", "supervised")
 CFA_MODES = ("rggb", "positional")
 PRECISIONS = ("auto", "bf16", "fp32")
 LR_RULES = ("sqrt", "linear", "none")
@@ -34,6 +35,7 @@ class TrainConfig:
     mode: str = "srgb"
     data: str | None = None              # store (.h5), folder, or None for the built-in default data
     noise: str = "gauss25"               # sRGB only
+    target: str = "n2n"                  # "supervised": noisy → clean MSE (needs clean data; the ceiling)
     epochs: int = 100                    # E nominal epochs (Λ ramp and LR milestones)
     steps: int | None = None             # None: an epoch is one pass over the data
     batch_size: int = 4
@@ -75,6 +77,7 @@ class TrainConfig:
         if d is None:
             raise InputError(f"--mode: unknown mode {self.mode!r} (expected srgb or raw)")
         checks = [
+            (self.target in TARGETS, f"--target: unknown target {self.target!r} (expected n2n or supervised)"),
             (self.noise in NOISES, f"--noise: unknown noise {self.noise!r} (expected one of {', '.join(NOISES)})"),
             (self.init in INITS, f"--init: unknown init {self.init!r} (expected {', '.join(INITS)})"),
             (self.cfa_mode in CFA_MODES, f"--cfa-mode: unknown mode {self.cfa_mode!r} (expected rggb or positional)"),

@@ -1,6 +1,7 @@
 """Training data: sources of images/mosaics and random crops, reproducible from (seed, step).
 
-A source holds N training items and cuts crops:
+A source holds N training items (:class:`Item`: a window reader, so a store's crops are read from the file per
+step and a store of any size trains in bounded memory) and cuts crops:
 - sRGB: uint8 (H, W, 3) images → crops (3, P, P) float32 in [0, 1] (clean; noise is added per step).
 - raw: float32 (H, W) mosaics in [0, 1] with their CFA → crops of P×P mosaic pixels at even offsets
   (in "rggb" mode offset by the CFA's R position so every crop starts with R), packed to (4, P/2, P/2).
@@ -23,32 +24,48 @@ from .errors import InputError
 
 
 @dataclass
-class RawItem:
-    """One training mosaic: ``crop(y, x, h, w)`` returns float32 (h, w); ``shape`` is (H, W)."""
+class Item:
+    """One training image or mosaic, read on demand: ``crop(y, x, h, w)`` returns the window of rows y..y+h and
+    columns x..x+w (sRGB: uint8 (h, w, 3); raw: float32 (h, w) mosaic in [0, 1]). ``shape`` is (H, W); ``cfa``
+    the mosaic's layout (raw only); ``gt`` cuts the same window of the item's clean frame, where one is known.
+
+    Items of a store read their windows from the file (:meth:`n2n_raw.io.store.Store.read_crop`), so a store
+    of any size trains in bounded host memory; items of a folder or of the built-in data wrap arrays.
+    """
     name: str
     shape: tuple[int, int]
-    cfa: str
+    cfa: str | None
     crop: Callable[[int, int, int, int], np.ndarray]
+    gt: Callable[[int, int, int, int], np.ndarray] | None = None
+
+
+RawItem = Item  # the name the raw path has always used
 
 
 class SrgbSource:
     mode = "srgb"
     channels = 3
 
-    def __init__(self, images: list[np.ndarray], names: list[str], patch: int):
-        for im, name in zip(images, names):
-            if im.shape[0] < patch or im.shape[1] < patch:
-                raise InputError(f"{name}: image {im.shape[0]}×{im.shape[1]} is smaller than --patch-size {patch}")
-        self.images, self.names, self.patch = images, names, patch
+    def __init__(self, items: list[Item], patch: int):
+        for it in items:
+            if it.shape[0] < patch or it.shape[1] < patch:
+                raise InputError(f"{it.name}: image {it.shape[0]}×{it.shape[1]} is smaller than --patch-size {patch}")
+        self.items, self.patch = items, patch
+
+    @classmethod
+    def from_images(cls, images: list[np.ndarray], names: list[str], patch: int) -> "SrgbSource":
+        """A source of uint8 (H, W, 3) arrays held in memory."""
+        return cls([in_memory(n, im) for im, n in zip(images, names)], patch)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.items)
 
     def crop(self, i: int, rng: np.random.Generator) -> np.ndarray:
-        im, p = self.images[i], self.patch
-        y = int(rng.integers(0, im.shape[0] - p + 1))
-        x = int(rng.integers(0, im.shape[1] - p + 1))
-        return np.ascontiguousarray(im[y:y + p, x:x + p].transpose(2, 0, 1))
+        """A random clean crop of item ``i``: uint8 (3, P, P)."""
+        it, p = self.items[i], self.patch
+        y = int(rng.integers(0, it.shape[0] - p + 1))
+        x = int(rng.integers(0, it.shape[1] - p + 1))
+        return np.ascontiguousarray(it.crop(y, x, p, p).transpose(2, 0, 1))
 
 
 class RawSource:
@@ -66,25 +83,41 @@ class RawSource:
     def __len__(self) -> int:
         return len(self.items)
 
-    def crop(self, i: int, rng: np.random.Generator) -> np.ndarray:
-        it, p = self.items[i], self.patch
+    @property
+    def has_gt(self) -> bool:
+        """Whether every item knows its clean frame (needed by ``--target supervised``)."""
+        return all(it.gt is not None for it in self.items)
+
+    def crop(self, i: int, rng: np.random.Generator, with_gt: bool = False) -> np.ndarray:
+        """A random crop of item ``i``: float32 (4, P/2, P/2) packed; with ``with_gt`` (2, 4, P/2, P/2), the
+        noisy crop and the same window of the clean frame (same offsets, flips and packing)."""
+        cut = self._window(self.items[i], rng)
+        noisy = cut(self.items[i].crop)
+        return np.stack([noisy, cut(self.items[i].gt)]) if with_gt else noisy
+
+    def _window(self, it: Item, rng: np.random.Generator) -> Callable[[Callable], np.ndarray]:
+        """Draw a crop's offsets (and flips) once; the result cuts that window from any reader of the item."""
+        p = self.patch
         h, w = it.shape
         if self.augment:
             # Cut p+2, flip/transpose, then re-phase to the item's layout by cropping (Liu et al. 2019).
             y = 2 * int(rng.integers(0, (h - p - 2) // 2 + 1))
             x = 2 * int(rng.integers(0, (w - p - 2) // 2 + 1))
             hf, vf, tr = (bool(b) for b in rng.integers(0, 2, size=3))
-            m, cfa = bayer.augment(it.crop(y, x, p + 2, p + 2), it.cfa, hflip=hf, vflip=vf, transpose=tr)
-            if self.cfa_mode == "rggb":
-                m = bayer.unify_crop(m, cfa)[:p, :p]
-            else:  # positional: restore the item's own phase so the packed channels keep their meaning
-                dy, dx = _phase_shift(cfa, it.cfa)
-                m = m[dy:dy + p, dx:dx + p]
-            return bayer.pack(np.ascontiguousarray(m))
+
+            def cut(read):
+                m, cfa = bayer.augment(read(y, x, p + 2, p + 2), it.cfa, hflip=hf, vflip=vf, transpose=tr)
+                if self.cfa_mode == "rggb":
+                    m = bayer.unify_crop(m, cfa)[:p, :p]
+                else:  # positional: restore the item's own phase so the packed channels keep their meaning
+                    dy, dx = _phase_shift(cfa, it.cfa)
+                    m = m[dy:dy + p, dx:dx + p]
+                return bayer.pack(np.ascontiguousarray(m))
+            return cut
         dy, dx = bayer.cfa_offset(it.cfa) if self.cfa_mode == "rggb" else (0, 0)
         y = dy + 2 * int(rng.integers(0, (h - dy - p) // 2 + 1))
         x = dx + 2 * int(rng.integers(0, (w - dx - p) // 2 + 1))
-        return bayer.pack(np.ascontiguousarray(it.crop(y, x, p, p), dtype=np.float32))
+        return lambda read: bayer.pack(np.ascontiguousarray(read(y, x, p, p), dtype=np.float32))
 
 
 def _phase_shift(cfa_now: str, cfa_want: str) -> tuple[int, int]:
@@ -114,18 +147,21 @@ def sample_indices(n_items: int, step: int, batch: int, seed: int, steps_per_epo
 
 
 def make_batch(source, step: int, batch: int, seed: int, steps_per_epoch: int | None,
-               rank_slice: slice = slice(None)) -> torch.Tensor:
+               rank_slice: slice = slice(None), with_gt: bool = False):
     """Crops of the global batch of ``step`` (or this rank's slice of it).
 
-    Returns float32 (B, C, P, P) in [0, 1] (sRGB: clean; raw: noisy, packed C=4 with side P/2).
+    Returns float32 (B, C, P, P) in [0, 1] (sRGB: clean; raw: noisy, packed C=4 with side P/2); raw with
+    ``with_gt``: (noisy, clean), each (B, 4, P/2, P/2), the clean crops cut at the noisy crops' windows.
     """
     idx = sample_indices(len(source), step, batch, seed, steps_per_epoch)
     crops = []
     for b in range(batch)[rank_slice]:
         rng = np.random.default_rng([seed, step, b, 2])  # per sample: independent of the rank layout
-        crops.append(source.crop(int(idx[b]), rng))
+        crops.append(source.crop(int(idx[b]), rng, with_gt=True) if with_gt else source.crop(int(idx[b]), rng))
     arr = np.stack(crops)
     t = torch.from_numpy(arr)
+    if with_gt:
+        return t[:, 0], t[:, 1]
     return t.float().div_(255.0) if arr.dtype == np.uint8 else t
 
 
@@ -134,31 +170,36 @@ def make_batch(source, step: int, batch: int, seed: int, steps_per_epoch: int | 
 def load_source(cfg) -> SrgbSource | RawSource:
     """The training source for a resolved :class:`~n2n_raw.config.TrainConfig`."""
     if cfg.mode == "srgb":
-        images, names = _load_srgb(cfg)
-        return SrgbSource(images, names, cfg.patch_size)
+        return SrgbSource(_load_srgb(cfg), cfg.patch_size)
     return RawSource(_load_raw(cfg), cfg.patch_size, cfg.cfa_mode, cfg.augment)
 
 
-def _load_srgb(cfg) -> tuple[list[np.ndarray], list[str]]:
-    from .io import store as store_io
+def in_memory(name: str, array: np.ndarray, cfa: str | None = None, gt: np.ndarray | None = None) -> Item:
+    """An item of an array held in memory (sRGB uint8 (H, W, 3) or raw float32 (H, W) with its ``cfa``)."""
+    window = lambda a: (lambda y, x, h, w: a[y:y + h, x:x + w])  # noqa: E731
+    return Item(name, tuple(array.shape[:2]), cfa, window(array), window(gt) if gt is not None else None)
+
+
+def _load_srgb(cfg) -> list[Item]:
     if cfg.data is None:
         from .synthetic import dead_leaves_set
         side = max(256, cfg.patch_size)
         ims = dead_leaves_set(cfg.default_data_size, side, side, seed=1234)
-        return ims, [f"dead-leaves #{i}" for i in range(len(ims))]
+        return [in_memory(f"dead-leaves #{i}", im) for i, im in enumerate(ims)]
     path = Path(cfg.data)
     if path.is_dir():
         from .io.images import list_images, read_rgb
-        files = list_images(path)
-        return [read_rgb(f) for f in files], [str(f) for f in files]
+        return [in_memory(str(f), read_rgb(f)) for f in list_images(path)]
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     st = _open_store(path, "srgb")
-    images = [st.read(i) for i in range(len(st))]
-    for im, n in zip(images, st.names):
-        if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
-            raise InputError(f"{path}: item {n} is {im.dtype} {im.shape}; sRGB items are uint8 (H, W, 3)")
-    return images, [f"{path}[{n}]" for n in st.names]
+    items = []
+    for i, n in enumerate(st.names):
+        shape, dtype = st.shape(i), st.dtype(i)
+        if dtype != np.uint8 or len(shape) != 3 or shape[2] != 3:
+            raise InputError(f"{path}: item {n} is {dtype} {shape}; sRGB items are uint8 (H, W, 3)")
+        items.append(_store_item(st, i, path, None))
+    return items
 
 
 def _open_store(path: Path, mode: str):
@@ -169,11 +210,14 @@ def _open_store(path: Path, mode: str):
     return st
 
 
-def _in_memory(name: str, mosaic: np.ndarray, cfa: str) -> RawItem:
-    return RawItem(name, tuple(mosaic.shape), cfa, lambda y, x, h, w, m=mosaic: m[y:y + h, x:x + w])
+def _store_item(st, i: int, path: Path, cfa: str | None) -> Item:
+    """Item ``i`` of an open store: windows are read from the file at each crop (h5py hyperslab reads)."""
+    gt = (lambda y, x, h, w: st.read_gt_crop(i, y, x, h, w)) if st.has_gt else None
+    return Item(f"{path}[{st.names[i]}]", tuple(st.shape(i)[:2]), cfa,
+                lambda y, x, h, w: st.read_crop(i, y, x, h, w), gt)
 
 
-def _load_raw(cfg) -> list[RawItem]:
+def _load_raw(cfg) -> list[Item]:
     override = bayer.check_cfa(cfg.cfa) if cfg.cfa else None
     if cfg.data is None:
         return default_raw_items()
@@ -182,7 +226,7 @@ def _load_raw(cfg) -> list[RawItem]:
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
         from .io import sidd
-        items: list[RawItem] = []
+        items: list[Item] = []
         try:
             frames = sidd.find_frames(path)
         except InputError:
@@ -193,12 +237,13 @@ def _load_raw(cfg) -> list[RawItem]:
                 cfa = override or (meta.cfa if meta else None)
                 if cfa is None:
                     raise InputError(f"{fs.noisy}: no metadata file beside it; pass --cfa")
-                items.append(_in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), cfa))
+                gt = sidd.read_frame(fs.gt) if cfg.target == "supervised" and fs.gt else None
+                items.append(in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), cfa, gt))
             return items
         from .io import dng
         for f in dng.find_raws(path):
             r = dng.read_raw(f, clip=False)  # as prepare dng stores it
-            items.append(_in_memory(str(f), r.mosaic, override or r.cfa))
+            items.append(in_memory(str(f), r.mosaic, override or r.cfa))
         return items
     st = _open_store(path, "raw")
     items = []
@@ -210,10 +255,9 @@ def _load_raw(cfg) -> list[RawItem]:
         if str(cfa).strip().upper() not in bayer.CFAS:
             raise InputError(f"{path}: item {st.names[i]} has an unknown CFA {cfa!r}; pass --cfa")
         shape = st.shape(i)
-        if len(shape) != 2 or st._f["items"][st.names[i]].dtype.kind != "f":
+        if len(shape) != 2 or st.dtype(i).kind != "f":
             raise InputError(f"{path}: item {st.names[i]} is not a float (H, W) mosaic ({shape})")
-        items.append(RawItem(f"{path}[{st.names[i]}]", st.shape(i), str(cfa),
-                             lambda y, x, h, w, i=i: st.read_crop(i, y, x, h, w)))
+        items.append(_store_item(st, i, path, str(cfa)))
     return items
 
 
@@ -223,7 +267,8 @@ def _phone(scene: str) -> str | None:
 
 
 def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed: int = 1234) -> list[RawItem]:
-    """The built-in raw training set: noisy SIDD-like mosaics of every phone's CFA (no download)."""
+    """The built-in raw training set: noisy SIDD-like mosaics of every phone's CFA (no download), each with its
+    clean mosaic as ``gt``."""
     from .io.sidd import PHONE_CFA
     from .sidd_synth import add_raw_noise, clean_mosaic, raw_noise_params
     rng = np.random.default_rng(seed)
@@ -235,7 +280,7 @@ def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed:
         iso = isos[(k // len(phones)) % len(isos)]
         clean = clean_mosaic(rng, size[0], size[1], PHONE_CFA[phone])
         noisy = add_raw_noise(rng, clean, *raw_noise_params(iso))
-        items.append(_in_memory(f"synthetic {phone} ISO {iso} #{k}", noisy, PHONE_CFA[phone]))
+        items.append(in_memory(f"synthetic {phone} ISO {iso} #{k}", noisy, PHONE_CFA[phone], gt=clean))
     return items
 
 
@@ -248,9 +293,8 @@ def _pin(t: torch.Tensor) -> torch.Tensor:
 
 def flat_nbytes(source) -> int:
     """Bytes the whole training set takes in a :class:`DeviceCropper` (sRGB uint8, raw float32)."""
-    if source.mode == "srgb":
-        return sum(im.nbytes for im in source.images)
-    return sum(4 * it.shape[0] * it.shape[1] for it in source.items)
+    per_pixel = 3 if source.mode == "srgb" else 4  # uint8 RGB / float32 mosaic
+    return sum(per_pixel * it.shape[0] * it.shape[1] for it in source.items)
 
 
 class DeviceCropper:
@@ -270,7 +314,7 @@ class DeviceCropper:
         self.pinned = pinned
         self.mode, self.patch = source.mode, source.patch
         if self.mode == "srgb":
-            arrays = [np.ascontiguousarray(im) for im in source.images]
+            arrays = [np.ascontiguousarray(it.crop(0, 0, *it.shape)) for it in source.items]
             shapes = [a.shape[:2] for a in arrays]
             phase = [(0, 0)] * len(arrays)
             self.step_px, self.channels = 1, 3

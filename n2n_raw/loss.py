@@ -1,4 +1,4 @@
-"""The Neighbor2Neighbor loss and its Λ (gamma) ramp.
+"""The Neighbor2Neighbor loss and its Λ (gamma) ramp; the supervised loss it is measured against.
 
 loss = λ1·mean((f(g1(y)) − g2(y))²) + λ2·Λ·mean((f(g1(y)) − g2(y) − (g1(f(y)) − g2(f(y))))²)
 
@@ -39,3 +39,18 @@ def n2n_loss(model: nn.Module, noisy: torch.Tensor, masks: torch.Tensor, gamma: 
     rec = torch.mean(diff ** 2)
     reg = torch.mean((diff - exp_diff) ** 2)
     return lambda1 * rec + lambda2 * gamma * reg, rec.detach(), reg.detach()
+
+
+def supervised_loss(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Supervised (noisy → clean) MSE, the ceiling N2N is compared with: mean((f(y) − x)²) over all elements.
+
+    Args:
+        model: maps (N, C, H, W) → (N, C, H, W).
+        noisy: y, (N, C, H, W) in [0, 1] units, H and W multiples of 32.
+        clean: x, the same crops without noise, (N, C, H, W).
+    Returns:
+        (loss, rec, reg) as :func:`n2n_loss` returns them: loss in fp32, rec = loss detached, reg = 0.
+    """
+    loss = torch.mean((model(noisy).float() - clean.float()) ** 2)
+    return loss, loss.detach(), torch.zeros_like(loss)

@@ -18,7 +18,8 @@ def describe(path: str | Path) -> str:
     if p.is_file():
         meta, tensors = ckpt.load_checkpoint(p)
         lines.append(f"checkpoint {p}: {meta.get('mode')} model, step {meta.get('step')}/{meta.get('total_steps')}, "
-                     f"epoch {meta.get('epoch')}, cfa mode {meta.get('cfa_mode')}, init {meta['model'].get('init')}")
+                     f"epoch {meta.get('epoch')}, cfa mode {meta.get('cfa_mode')}, init {meta['model'].get('init')}, "
+                     f"target {meta.get('target', 'n2n')}")
         lines.append(f"versions: {meta.get('versions')}; {sum(t.numel() for k, t in tensors.items() if k.startswith('model.')):,} parameters")
         if meta.get("metrics"):
             lines.append("last metrics: " + ", ".join(f"{k}={v}" for k, v in meta["metrics"].items()))
@@ -27,7 +28,8 @@ def describe(path: str | Path) -> str:
     if not cfg_path.is_file():
         raise InputError(f"{p}: not a run folder (no config.json)")
     cfg = json.loads(cfg_path.read_text())
-    lines.append(f"run {p}: mode {cfg.get('mode')}, data {cfg.get('data') or 'built-in default'}")
+    lines.append(f"run {p}: mode {cfg.get('mode')}, target {cfg.get('target', 'n2n')}, "
+                 f"data {cfg.get('data') or 'built-in default'}")
     keys = (("noise",) if cfg.get("mode") == "srgb" else ("cfa_mode",)) + (
         "epochs", "steps", "batch_size", "patch_size", "lr", "increase_ratio", "init", "seed")
     lines.append("config: " + ", ".join(f"{k}={cfg.get(k)}" for k in keys))

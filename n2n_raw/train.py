@@ -25,7 +25,7 @@ from .accel import autocast, compile_plan, data_storage, pick_device, place_mode
 from .config import TrainConfig
 from .data import DeviceCropper, device_indices, flat_nbytes, load_source, make_batch
 from .errors import InputError
-from .loss import gamma_for_epoch, n2n_loss
+from .loss import gamma_for_epoch, n2n_loss, supervised_loss
 from .noise import make_noise
 from .progress import ProgressHook
 from .subsample import draw_masks
@@ -186,7 +186,8 @@ def write_pictures(cfg: TrainConfig, source, model: torch.nn.Module, run_dir: Pa
         if cfg.val:
             im = read_rgb(validation_folder_images(cfg.val[0])[0])
         else:
-            im = source.images[0]
+            it = source.items[0]
+            im = it.crop(0, 0, min(256, it.shape[0]), min(256, it.shape[1]))
         s = min(256, im.shape[0], im.shape[1])
         clean = torch.from_numpy(np.ascontiguousarray(im[:s, :s].transpose(2, 0, 1))).float()[None] / 255
         noisy = make_noise(cfg.noise)(clean, torch.Generator().manual_seed(0))
@@ -237,6 +238,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     if dist.rank == 0:
         check_run_dir(run_dir, resume, force)
     source = load_source(cfg)
+    supervised = cfg.target == "supervised"
+    if supervised and cfg.mode == "raw" and not source.has_gt:
+        raise InputError(f"--target supervised: {cfg.data or 'the training data'} has no clean frames "
+                         f"(a store needs `prepare sidd --with-gt`; a SIDD folder its GT_RAW files)")
     if dist.rank == 0:
         prepare_run_dir(run_dir, resume)
         (run_dir / "config.json").write_text(cfg.to_json())
@@ -285,8 +290,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
         validate = validator or make_validator(cfg, device)
 
     # The step: loss (bf16 autocast, fp32 reductions) and its backward, compiled as one graph on CUDA.
-    def loss_fn(noisy, masks, gamma):
+    # ``clean`` is None unless the target is supervised.
+    def loss_fn(noisy, clean, masks, gamma):
         with autocast(device, cfg.precision):
+            if supervised:
+                return supervised_loss(net, noisy, clean)
             return n2n_loss(net, noisy, masks, gamma, cfg.lambda1, cfg.lambda2)
     step_fn = training_step(loss_fn, compiled, graphs, fullgraph=dist.world == 1,  # DDP splits at its buckets
                             strict=cfg.compile == "on", reset=lambda: optimizer.zero_grad(set_to_none=True), log=log)
@@ -294,16 +302,18 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
 
     # Where crops come from: the set on the device, in pinned host memory, or cut on the host per step.
     storage = data_storage(cfg.data_on_device, device, flat_nbytes(source))
+    if supervised and cfg.mode == "raw":
+        storage = "host"  # the device cropper holds noisy mosaics only; clean crops come with the host path
     cropper = DeviceCropper(source, device, pinned=storage == "pinned") if storage != "host" else None
     gen = torch.Generator(device=device)
     crop_gen = torch.Generator() if storage == "pinned" else gen
     progress = ProgressHook("train", "step", enabled=dist.rank == 0)
-    ckpt_meta = lambda epoch, extra: {"mode": cfg.mode, "cfa_mode": cfg.cfa_mode, "noise": cfg.noise,  # noqa: E731
-                                            "epoch": epoch, "total_steps": total, "config": json.loads(cfg.to_json()),
-                                            "metrics": extra}
+    ckpt_meta = lambda epoch, extra: {"mode": cfg.mode, "target": cfg.target, "cfa_mode": cfg.cfa_mode,  # noqa: E731
+                                      "noise": cfg.noise, "epoch": epoch, "total_steps": total,
+                                      "config": json.loads(cfg.to_json()), "metrics": extra}
     if dist.rank == 0:
-        log(f"training {cfg.mode} on {device.type}: {len(source)} items, {total} steps of batch {global_batch}, "
-            f"{cfg.epochs} epochs, lr {base_lr:g}, γ {cfg.increase_ratio:g}, init {cfg.init}; "
+        log(f"training {cfg.mode}{' (supervised)' if supervised else ''} on {device.type}: {len(source)} items, "
+            f"{total} steps of batch {global_batch}, {cfg.epochs} epochs, lr {base_lr:g}, γ {cfg.increase_ratio:g}, init {cfg.init}; "
             f"{'bf16' if use_bf16(device, cfg.precision) else 'fp32'}, "
             f"{'compiled' + (' + CUDA graphs' if graphs else '') if compiled else 'eager'}, data {storage}"
             + (f" (resuming at step {start})" if start else ""))
@@ -327,13 +337,19 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
             crop_gen.manual_seed(seed)
             idx = device_indices(len(source), step, global_batch, cfg.seed, steps_per_epoch, cropper.device)
             batch = cropper.crops(idx, crop_gen)[part[0]]
+        elif supervised and cfg.mode == "raw":  # noisy crops and the clean crops at the same windows
+            batch, clean = (t.to(device, non_blocking=True) for t in
+                            make_batch(source, step, global_batch, cfg.seed, steps_per_epoch, part[0], with_gt=True))
         else:
             batch = make_batch(source, step, global_batch, cfg.seed, steps_per_epoch, part[0]).to(device, non_blocking=True)
-        noisy = noise(batch, gen, part) if noise is not None else batch
-        masks = draw_masks(global_batch, noisy.shape[-2], noisy.shape[-1], gen)[:, part[0]]
+        if noise is not None:  # sRGB crops are clean; the noise is drawn here
+            clean, noisy = batch, noise(batch, gen, part)
+        else:
+            noisy = batch
+        masks = draw_masks(global_batch, noisy.shape[-2], noisy.shape[-1], gen)[:, part[0]]  # drawn for every target
         gamma_t.fill_(gamma)
         optimizer.zero_grad(set_to_none=True)
-        loss, rec, reg = step_fn(noisy, masks, gamma_t)  # forward and backward
+        loss, rec, reg = step_fn(noisy, clean if supervised else None, masks, gamma_t)  # forward and backward
         optimizer.step()
         acc += torch.stack([loss, rec, reg])
 

@@ -85,7 +85,12 @@ def test_bf16_on_cpu_really_runs_in_bf16():
     ("pinned", CUDA, 10, 100, "pinned"),
 ])
 def test_data_storage(setting, device, nbytes, free, want):
-    assert accel.data_storage(setting, device, nbytes, free) == want
+    assert accel.data_storage(setting, device, nbytes, free, host_free_bytes=1000) == want
+
+
+def test_data_storage_auto_falls_back_to_host_crops_when_the_set_fits_neither_memory():
+    assert accel.data_storage("auto", CUDA, 501, 100, host_free_bytes=1000) == "host"
+    assert accel.data_storage("auto", CUDA, 500, 100, host_free_bytes=1000) == "pinned"
 
 
 def test_data_storage_rejects_unknown_values():
@@ -176,7 +181,7 @@ def test_training_step_asked_to_compile_reports_failure_in_one_line():
 def test_pinned_cropper_cuts_the_same_crops_on_the_host():
     rng = np.random.default_rng(0)
     ims = [rng.integers(0, 256, (70 + i, 66 + 2 * i, 3), dtype=np.uint8) for i in range(4)]
-    src = SrgbSource(ims, list("abcd"), 64)
+    src = SrgbSource.from_images(ims, list("abcd"), 64)
     on, pinned = DeviceCropper(src, "cpu"), DeviceCropper(src, "cpu", pinned=True)
     assert flat_nbytes(src) == on.flat.nbytes == sum(im.nbytes for im in ims)
     idx = torch.tensor([3, 1, 1, 0])

@@ -34,7 +34,7 @@ def test_pinned_crops_equal_host_crops(mode):
     from n2n_raw.synthetic import dead_leaves_set
 
     if mode == "srgb":
-        src = SrgbSource(dead_leaves_set(4, 150, 170, seed=2), list("abcd"), 128)
+        src = SrgbSource.from_images(dead_leaves_set(4, 150, 170, seed=2), list("abcd"), 128)
     else:
         src = RawSource(default_raw_items(count=3, size=(200, 210)), 128)
     idx = torch.tensor([2, 0, 1, 1])

@@ -17,7 +17,7 @@ def _windows_equal(img, crop):
 def test_srgb_crops_are_windows_of_their_items():
     rng = np.random.default_rng(0)
     ims = [rng.integers(0, 256, (67 + 3 * i, 71 + i, 3), dtype=np.uint8) for i in range(3)]
-    dc = DeviceCropper(SrgbSource(ims, ["a", "b", "c"], 64), "cpu")
+    dc = DeviceCropper(SrgbSource.from_images(ims, ["a", "b", "c"], 64), "cpu")
     g = torch.Generator().manual_seed(1)
     idx = torch.tensor([2, 0, 1, 2, 2])
     crops = dc.crops(idx, g)

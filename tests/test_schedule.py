@@ -134,7 +134,7 @@ def test_sample_indices_deterministic_in_seed_and_step():
 def _srgb_source(n=6, patch=32, seed=0):
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, (40 + i, 50 + 2 * i, 3), dtype=np.uint8) for i in range(n)]
-    return SrgbSource(images, [f"im{i}" for i in range(n)], patch), images
+    return SrgbSource.from_images(images, [f"im{i}" for i in range(n)], patch), images
 
 
 def _find(crop_u8: np.ndarray, image: np.ndarray) -> list[tuple[int, int]]:
@@ -174,7 +174,7 @@ def test_rank_slices_concatenate_to_the_global_batch(world):
 
 def test_srgb_source_refuses_small_images():
     with pytest.raises(InputError, match="smaller than --patch-size"):
-        SrgbSource([np.zeros((30, 64, 3), np.uint8)], ["small"], 32)
+        SrgbSource.from_images([np.zeros((30, 64, 3), np.uint8)], ["small"], 32)
 
 
 # ----------------------------------------------------------------------------------------------- raw source

@@ -95,8 +95,11 @@ class StoreWriter:
 
 
 class Store:
-    """Read a prepared store. ``len(store)``, ``store.attrs(i)``, ``store.shape(i)``, ``store.read(i)``,
-    ``store.read_crop(i, y, x, h, w)``, ``store.read_gt(i)``."""
+    """Read a prepared store. ``len(store)``, ``store.attrs(i)``, ``store.shape(i)``, ``store.dtype(i)``,
+    ``store.read(i)``, ``store.read_crop(i, y, x, h, w)``, ``store.read_gt(i)``, ``store.read_gt_crop(...)``.
+
+    Crops read only the window asked for (sRGB items are contiguous: one hyperslab read of P rows; raw items are
+    chunked), so nothing of a store stays in memory between crops."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -133,6 +136,9 @@ class Store:
     def shape(self, i: int) -> tuple[int, ...]:
         return tuple(self._f["items"][self.names[i]].shape)
 
+    def dtype(self, i: int) -> np.dtype:
+        return self._f["items"][self.names[i]].dtype
+
     def read(self, i: int) -> np.ndarray:
         return self._f["items"][self.names[i]][()]
 
@@ -145,6 +151,9 @@ class Store:
 
     def read_gt(self, i: int) -> np.ndarray:
         return self._f["gt"][self.names[i]][()]
+
+    def read_gt_crop(self, i: int, y: int, x: int, h: int, w: int) -> np.ndarray:
+        return self._f["gt"][self.names[i]][y:y + h, x:x + w]
 
     def close(self) -> None:
         self._f.close()

@@ -1,0 +1,72 @@
+"""--target supervised: noisy → clean MSE with the same U-Net, data and schedule; clean crops aligned with noisy."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import RAW_TRAIN, assert_one_line_error, cli
+from n2n_raw.config import TrainConfig
+from n2n_raw.data import load_source, make_batch
+from n2n_raw.io.store import StoreWriter
+from n2n_raw.loss import supervised_loss
+from n2n_raw.unet import UNet
+
+
+def test_supervised_loss_is_the_plain_mse():
+    torch.manual_seed(0)
+    model = UNet(3, 3)
+    noisy, clean = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    loss, rec, reg = supervised_loss(model, noisy, clean)
+    with torch.no_grad():
+        out = model(noisy).double().numpy()
+    want = np.mean((out - clean.double().numpy()) ** 2)
+    assert loss.dtype == torch.float32 and abs(loss.item() - want) < 1e-6 * max(1.0, want)
+    assert rec.item() == loss.item() and reg.item() == 0 and loss.requires_grad
+
+
+def _raw_store(path, gt_of=lambda m: m, with_gt=True):
+    rng = np.random.default_rng(3)
+    with StoreWriter(path, "raw") as w:
+        for k, cfa in enumerate(("RGGB", "GRBG", "GBRG", "BGGR")):
+            m = rng.random((150 + 2 * k, 161 + k), dtype=np.float32)
+            w.add(m, gt=gt_of(m) if with_gt else None, cfa=cfa)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+@pytest.mark.parametrize("cfa_mode", ["rggb", "positional"])
+def test_clean_crops_are_cut_at_the_noisy_crops_windows(tmp_path, augment, cfa_mode):
+    _raw_store(tmp_path / "same.h5")
+    _raw_store(tmp_path / "shifted.h5", gt_of=lambda m: m + 1)  # the clean frame: noisy + 1 everywhere
+    for name, offset in (("same.h5", 0), ("shifted.h5", 1)):
+        cfg = TrainConfig(mode="raw", data=str(tmp_path / name), patch_size=128, cfa_mode=cfa_mode, augment=augment,
+                          target="supervised").resolved()
+        src = load_source(cfg)
+        for step in range(4):
+            noisy, clean = make_batch(src, step, 4, 0, None, with_gt=True)
+            assert noisy.shape == clean.shape == (4, 4, 64, 64)
+            assert torch.equal(clean, noisy + offset), (name, step)
+            assert torch.equal(noisy, make_batch(src, step, 4, 0, None))  # the noisy crops of an n2n run
+
+
+@pytest.mark.parametrize("mode", ["srgb", "raw"])
+def test_a_few_supervised_steps_train_and_record_the_target(tmp_path, mode):
+    from n2n_raw import checkpoint as ckpt
+    from n2n_raw.train import train
+    cfg = TrainConfig(mode=mode, target="supervised", steps=2, epochs=1, batch_size=2, device="cpu", log_every=1,
+                      patch_size=64 if mode == "srgb" else 128, default_data_size=3, pictures=False)
+    summary = train(cfg, tmp_path / "run", log=lambda s: None)
+    assert np.isfinite(summary["loss"]) and summary["loss"] > 0
+    meta, _ = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "run")[-1])
+    assert meta["target"] == "supervised" and meta["config"]["target"] == "supervised"
+
+
+def test_supervised_raw_without_clean_frames_is_refused(tmp_path):
+    _raw_store(tmp_path / "nogt.h5", with_gt=False)
+    r = cli("train", "--mode", "raw", "--data", tmp_path / "nogt.h5", "--target", "supervised",
+            "--out", tmp_path / "run", *RAW_TRAIN, expect=2)
+    assert_one_line_error(r.stderr, "--target supervised", "--with-gt")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_target_is_refused(tmp_path):
+    r = cli("train", "--mode", "srgb", "--target", "noise2void", "--out", tmp_path / "run", expect=2)
+    assert_one_line_error(r.stderr, "--target")
