@@ -2,8 +2,10 @@
 
 Tensors are (N, C, H, W) float32 in [0, 1] (unclipped noisy input allowed); outputs have the input's size.
 The U-Net needs sides that are multiples of 32: inputs are reflect-padded at the bottom/right and cropped
-back. Large inputs are cut into overlapping windows whose origins lie on the 32-pixel grid of the whole
-image, so pooling cells line up with an untiled pass and only the far context is lost.
+back. An image is denoised in one pass when the memory at hand allows (:func:`plan_tiles`); only when it
+does not is it cut into overlapping windows whose origins lie on the 32-pixel grid of the whole image, so
+pooling cells line up with an untiled pass and only the far context is lost. Inference runs in fp32 unless
+bf16 is asked for (:func:`n2n_raw.accel.inference_precision`).
 """
 from __future__ import annotations
 
