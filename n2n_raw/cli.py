@@ -127,8 +127,9 @@ def train(mode: Optional[str] = typer.Option(None, help="srgb or raw (with --res
                                               "SIDD MAT or DNG files (raw). Default: built-in synthetic data."),
           noise: str = typer.Option("gauss25", help="srgb: gauss25, gauss5_50, poisson30, poisson5_50."),
           epochs: int = typer.Option(100, help="Nominal epochs E (Λ ramp and LR halvings at 0.2E..0.8E)."),
-          steps: Optional[int] = typer.Option(None, help="Total optimiser steps, split into E nominal epochs. "
-                                              "Default: an epoch is one pass over the data."),
+          steps: Optional[int] = typer.Option(None, help="Total optimiser steps, split into E nominal epochs "
+                                              "(fewer steps than E: E = steps). Default: an epoch is one pass over "
+                                              "the data."),
           batch_size: int = typer.Option(4, help="Per-process batch (paper: 4)."),
           patch_size: int = typer.Option(256, help="Crop side in input pixels (raw: mosaic pixels); multiple "
                                          "of 64 (srgb) / 128 (raw)."),

@@ -84,8 +84,7 @@ class TrainConfig:
             (self.cuda_graphs in CHOICES, f"--cuda-graphs: unknown value {self.cuda_graphs!r} (expected auto, on or off)"),
             (self.lr_rule in LR_RULES, f"--lr-rule: unknown rule {self.lr_rule!r} (expected sqrt, linear or none)"),
             (self.epochs >= 1, f"--epochs: must be >= 1, got {self.epochs}"),
-            (self.steps is None or self.steps >= self.epochs,
-             f"--steps: must be >= --epochs ({self.epochs}) so every nominal epoch has a step, got {self.steps}"),
+            (self.steps is None or self.steps >= 1, f"--steps: must be >= 1, got {self.steps}"),
             (self.batch_size >= 1, f"--batch-size: must be >= 1, got {self.batch_size}"),
             (self.lr is None or self.lr > 0, f"--lr: must be > 0, got {self.lr}"),
             (self.seed >= 0, f"--seed: must be >= 0, got {self.seed}"),
@@ -102,11 +101,19 @@ class TrainConfig:
             check_cfa(self.cfa)
         return dataclasses.replace(
             self,
+            epochs=self.short_run_epochs(),
             compile=compile_,
             lr=self.lr if self.lr is not None else d["lr"],
             increase_ratio=self.increase_ratio if self.increase_ratio is not None else d["increase_ratio"],
             val=tuple(self.val),
         )
+
+    def short_run_epochs(self) -> int:
+        """The nominal epochs a run uses: ``epochs``, or ``steps`` when fewer steps than epochs are asked for.
+
+        Every nominal epoch needs a step; a short run (``steps`` < ``epochs``) gets one step per epoch, so the
+        Λ ramp and the LR halvings keep their relative place. With ``steps`` >= ``epochs`` nothing changes."""
+        return self.steps if self.steps is not None and self.steps < self.epochs else self.epochs
 
     def scaled_lr(self, global_batch: int) -> float:
         """The base LR for a global batch (the paper's lr is for batch 4). Adam's update size does not grow

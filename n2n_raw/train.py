@@ -197,7 +197,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
         device_name = cfg.device
         cfg = TrainConfig.load(run_dir / "config.json") if (run_dir / "config.json").is_file() else cfg
         cfg = TrainConfig.from_dict({**json.loads(cfg.to_json()), "device": device_name})
+    asked_epochs = cfg.epochs
     cfg = cfg.resolved()
+    if cfg.epochs != asked_epochs and dist.rank == 0:
+        log(f"note: --steps {cfg.steps} is below --epochs {asked_epochs}: using {cfg.epochs} nominal epochs "
+            "(one step each)")
     # Check everything a user gave before the run folder is touched, so a mistake leaves nothing behind.
     device = pick_device(cfg.device, dist.local_rank)
     compiled, graphs = compile_plan(device, cfg.compile, cfg.cuda_graphs, cfg.batch_size, dist.world)
