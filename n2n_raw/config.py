@@ -33,6 +33,7 @@ def _tristate(v):
 class TrainConfig:
     mode: str = "srgb"
     data: str | None = None              # store (.h5), folder, or None for the built-in default data
+    photos: tuple[str, ...] = ()         # raw: camera raw files to train on, instead of data (`n2n-raw fit`)
     noise: str = "gauss25"               # sRGB only
     epochs: int = 100                    # E nominal epochs (Λ ramp and LR milestones)
     steps: int | None = None             # None: an epoch is one pass over the data
@@ -96,6 +97,8 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise InputError(msg)
+        if self.photos and self.mode != "raw":
+            raise InputError("photos: camera raw files train a raw model (--mode raw)")
         if self.cfa is not None:
             from .bayer import check_cfa
             check_cfa(self.cfa)
@@ -106,6 +109,7 @@ class TrainConfig:
             lr=self.lr if self.lr is not None else d["lr"],
             increase_ratio=self.increase_ratio if self.increase_ratio is not None else d["increase_ratio"],
             val=tuple(self.val),
+            photos=tuple(self.photos),
         )
 
     def short_run_epochs(self) -> int:
@@ -132,8 +136,9 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
-        if "val" in kw:
-            kw["val"] = tuple(kw["val"])
+        for k in ("val", "photos"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
         return cls(**kw)
 
     @classmethod
