@@ -1,7 +1,7 @@
 """`n2n-raw fit` on a real low-light burst, scored against the burst itself.
 
-    python benchmarks/burst_fit.py [BURST_DIR]                    # fit's defaults, full frames, files written
-    python benchmarks/burst_fit.py --steps 300 --lr 1e-3 --crop 512 --json out.json    # a settings sweep point
+    python benchmarks/burst_fit.py [BURST_DIR]                  # fit's defaults: `fit` end to end, files scored
+    python benchmarks/burst_fit.py --sweep --steps 300 --lr 1e-3 --json out.json   # one point of a settings sweep
 
 BURST_DIR (default ``../shared/data/real_raw/burst_lowlight``, relative to the repository) holds K frames of
 one static scene. The denoiser is trained on all K frames by :func:`n2n_raw.fit.fit` (the ``n2n-raw fit``
@@ -24,9 +24,10 @@ Everything is in the normalised units of the project, (raw − black)/(white −
 ``read_raw`` clips there, which biases very dark data upwards (this burst sits ≈ 6 DN above a black of 60).
 The network input is what ``fit`` reads (clipped; here 3e-6 of the pixels are below black).
 
-Scored: the noisy frame; the network's float output (``--crop``: a central window only, for sweeps; the
-training always uses the whole frames); with the default full-frame run, also the denoised DNG that ``fit``
-writes (rounded to whole raw units: the rounding adds ≈ 1/12 DN² of error); and an *oracle* Gaussian blur per
+Scored: the noisy frame; the denoised DNG that ``fit`` writes (whole frames; its values are rounded to whole
+raw units, which adds ≈ 1/12 DN² of error); the network's float output before that rounding (a central
+``--crop`` window, to save a second full inference; ``--sweep`` scores only this, writing no files; the
+training always uses the whole frames); and an *oracle* Gaussian blur per
 CFA plane whose σ (per plane, from a grid) is picked to minimise the error against the reference: a bound no
 blind method has, since it looks at the answer.
 """
@@ -105,14 +106,20 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help=f"(fit's default {FIT_DEFAULTS['batch_size']})")
     ap.add_argument("--patch-size", type=int, default=None, help=f"(fit's default {FIT_DEFAULTS['patch_size']})")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--crop", type=int, default=0, help="score a central CROP×CROP window of the network's output "
-                    "only, without writing files (quick sweeps); 0: the full run of `fit`, files scored too")
+    ap.add_argument("--crop", type=int, default=512, help="side of the central window where the network's float "
+                    "output is scored (the denoised DNGs are scored on whole frames too)")
+    ap.add_argument("--sweep", action="store_true", help="train and score the float output on the window only; no "
+                    "files written (quick settings sweeps)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run folder and outputs here")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     args = ap.parse_args()
 
+    from n2n_raw.checkpoint import load_model
+    from n2n_raw.fit import fit, fit_config
+    from n2n_raw.infer import denoise_mosaic
     from n2n_raw.io.dng import find_raws, read_raw
+    from n2n_raw.train import train
     files = find_raws(args.burst)
     K = len(files)
     if K < 3:
@@ -122,74 +129,67 @@ def main() -> None:
     clean_read = [read_unclipped(f) for f in files]
     scale = clean_read[0][1]
     x = np.stack([m for m, _ in clean_read])                       # (K, H, W) unclipped, normalised
-    win = window(x.shape[1:], args.crop)
     total = x.sum(0)
     refs = np.stack([(total - x[k]) / (K - 1) for k in range(K)])  # mean of the other frames
-    # The reference's noise variance, averaged over the scored pixels (noise grows with the signal level).
-    ref_var = float(x[:, win[0], win[1]].var(0, ddof=1).mean()) / (K - 1)
+    win = window(x.shape[1:], args.crop)
     print(f"{K} frames {x.shape[1]}×{x.shape[2]} from {args.burst}; 1 unit = {scale:g} DN; mean level "
-          f"{x.mean() * scale:.2f} DN above black; noise variance σ² ≈ {ref_var * (K - 1) * scale ** 2:.3f} DN², "
-          f"reference's σ²/{K - 1} ≈ {ref_var * scale ** 2:.3f} DN²"
-          + (f"; scoring the central {args.crop}×{args.crop}" if args.crop else ""))
+          f"{x.mean() * scale:.2f} DN above black; noise variance σ² ≈ {x.var(0, ddof=1).mean() * scale ** 2:.3f} DN²")
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="burst_fit_"))
     t0 = time.perf_counter()
     dng_out = None
-    if args.crop:  # sweep: train through fit's configuration, run the network on the window only
-        from n2n_raw.checkpoint import load_model
-        from n2n_raw.fit import fit_config
-        from n2n_raw.infer import denoise_mosaic
-        from n2n_raw.train import train
+    if args.sweep:  # train exactly as fit does (its configuration), without writing outputs
         cfg = fit_config(files, steps=args.steps, lr=args.lr, batch_size=args.batch_size, patch_size=args.patch_size,
                          seed=args.seed, device=args.device)
         summary = train(dataclass_replace(cfg, pictures=False), work / "run", force=True, log=lambda s: None)
-        t_train = time.perf_counter() - t0
-        model, meta = load_model(work / "run")
-        t1 = time.perf_counter()
-        den = []
-        for f in files:
-            r = read_raw(f)
-            den.append(denoise_mosaic(model, r.mosaic[win], r.cfa, meta["cfa_mode"], device=args.device))
-        den = np.stack(den).astype(np.float64)
-        t_den = time.perf_counter() - t1
-    else:
-        from n2n_raw.fit import fit
+        t_train, t_den = time.perf_counter() - t0, None
+    else:  # the product: `n2n-raw fit` end to end, DNG + PNG per frame
         res = fit(files, work / "run", denoised_dir=work / "denoised", steps=args.steps, lr=args.lr,
                   batch_size=args.batch_size, patch_size=args.patch_size, seed=args.seed, force=True,
                   device=args.device, log=lambda s: None)
         summary, t_train, t_den = res["train"], res["train_seconds"], res["denoise_seconds"]
         dng_out = np.stack([read_unclipped(o[0])[0] for o in res["outputs"]])
-        den = None
+    model, meta = load_model(work / "run")
+    den = []  # the network's output on the window, clipped to [0, 1] as `denoise` does, before rounding to whole DN
+    for f in files:
+        r = read_raw(f)
+        den.append(np.clip(denoise_mosaic(model, r.mosaic[win], r.cfa, meta["cfa_mode"], device=args.device), 0, 1))
+    den = np.stack(den).astype(np.float64)
     run_cfg = json.loads((work / "run" / "config.json").read_text())
-    xs, rs = x[:, win[0], win[1]], refs[:, win[0], win[1]]
-    blur, sig = oracle_blur(xs, rs)
-
-    def scores(est):
-        mse = [float(np.mean((est[k] - rs[k]) ** 2)) for k in range(K)]
-        return [psnr(m) for m in mse], [psnr(m - ref_var) for m in mse]
-
-    rows = {"noisy": scores(xs), "oracle blur": scores(blur)}
-    if den is not None:
-        rows["fit (network output)"] = scores(den)
-    if dng_out is not None:
-        rows["fit (denoised DNG)"] = scores(dng_out)
     print(f"fit: {run_cfg['steps']} steps, lr {run_cfg['lr']:g}, batch {run_cfg['batch_size']}, patch "
-          f"{run_cfg['patch_size']}; train {t_train:.0f} s, denoise {t_den:.0f} s; oracle blur σ per plane {sig}")
+          f"{run_cfg['patch_size']}; train {t_train:.0f} s" + (f", denoise {K} frames {t_den:.0f} s" if t_den else ""))
+
     names = [f.stem for f in files]
-    print(f"\nPSNR (dB) against the mean of the other {K - 1} frames; corrected = reference noise removed\n")
-    print("| method | " + " | ".join(names) + " | mean | mean corrected |")
-    print("|---" * (len(names) + 3) + "|")
-    for name, (raw_p, cor_p) in rows.items():
-        print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in cor_p) + f" | {np.mean(raw_p):.2f} | {np.mean(cor_p):.2f} |")
-    print("(per-frame columns: corrected PSNR)")
+    report = {"commit": git_rev(ROOT), "device": device_name(torch.device(args.device)), "frames": names,
+              "config": {k: run_cfg[k] for k in ("steps", "lr", "batch_size", "patch_size", "seed")},
+              "train_seconds": t_train, "denoise_seconds": t_den, "final_loss": summary.get("loss"), "tables": {}}
+    full = (slice(None), slice(None))
+    for label, w, ests in ([] if dng_out is None else [("whole frames", full, {"fit (denoised DNG)": dng_out})]) + [
+            (f"central {args.crop}×{args.crop}", win, {"fit (network output)": den, **(
+                {} if dng_out is None else {"fit (denoised DNG)": dng_out[:, win[0], win[1]]})})]:
+        xs, rs = x[:, w[0], w[1]], refs[:, w[0], w[1]]
+        # The reference's noise variance, averaged over the scored pixels (noise grows with the signal level).
+        ref_var = float(xs.var(0, ddof=1).mean()) / (K - 1)
+        blur, sig = oracle_blur(xs, rs)
+
+        def scores(est):
+            mse = [float(np.mean((est[k] - rs[k]) ** 2)) for k in range(K)]
+            return [psnr(m) for m in mse], [psnr(m - ref_var) for m in mse]
+
+        rows = {"noisy": scores(xs), "oracle blur": scores(blur), **{k: scores(v) for k, v in ests.items()}}
+        print(f"\n{label}: PSNR (dB) against the mean of the other {K - 1} frames; reference noise σ²/{K - 1} ≈ "
+              f"{ref_var * scale ** 2:.3f} DN²; oracle blur σ per CFA plane {sig}\n")
+        print("| method | " + " | ".join(names) + " | mean | mean corrected |")
+        print("|---" * (len(names) + 3) + "|")
+        for name, (raw_p, cor_p) in rows.items():
+            print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in cor_p)
+                  + f" | {np.mean(raw_p):.2f} | {np.mean(cor_p):.2f} |")
+        print("(per-frame columns: corrected PSNR)")
+        report["tables"][label] = {"ref_noise_var": ref_var, "oracle_sigmas": sig,
+                                   "psnr": {k: v[0] for k, v in rows.items()},
+                                   "psnr_corrected": {k: v[1] for k, v in rows.items()}}
     if args.json:
-        args.json.write_text(json.dumps({
-            "commit": git_rev(ROOT), "device": device_name(torch.device(args.device)), "frames": names,
-            "crop": args.crop, "config": {k: run_cfg[k] for k in ("steps", "lr", "batch_size", "patch_size", "seed")},
-            "train_seconds": t_train, "denoise_seconds": t_den, "final_loss": summary.get("loss"),
-            "ref_noise_var": ref_var, "oracle_sigmas": sig,
-            "psnr": {k: v[0] for k, v in rows.items()}, "psnr_corrected": {k: v[1] for k, v in rows.items()}},
-            indent=2))
+        args.json.write_text(json.dumps(report, indent=2))
 
 
 def dataclass_replace(cfg, **kw):

@@ -71,6 +71,7 @@ def fit_config(files: Sequence[Path], *, steps: int | None = None, lr: float | N
     shapes = [read_raw(f).mosaic.shape for f in files]
     steps = steps if steps is not None else FIT_DEFAULTS["steps"]
     cfg = TrainConfig(mode="raw", photos=tuple(str(f) for f in files), steps=steps,
+                      epochs=max(1, min(TrainConfig.epochs, steps)),  # fit has no --epochs: no note about them
                       lr=lr if lr is not None else FIT_DEFAULTS["lr"],
                       batch_size=batch_size if batch_size is not None else FIT_DEFAULTS["batch_size"],
                       patch_size=_patch_for(shapes, patch_size), seed=seed, val_every=0, device=device,
