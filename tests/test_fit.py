@@ -61,6 +61,8 @@ def test_fit_keeps_the_run_folder_and_writes_the_outputs(fitted, photos):
     r = cli("denoise", "--checkpoint", fitted, photos / "a.dng", "--out", fitted.parent / "again", "--device", "cpu")
     assert (fitted.parent / "again" / "a.dng").is_file(), r.stdout
     assert "2 photo(s)" in cli("info", fitted).stdout
+    r = cli("train", "--out", fitted, "--resume", "--device", "cpu")  # reads the photos its config lists
+    assert "3 steps" in r.stdout
 
 
 def test_fit_refuses_to_overwrite_without_force(fitted, photos, tmp_path):
