@@ -36,10 +36,14 @@ def find_photos(photos: Sequence[str | os.PathLike]) -> list[Path]:
     if not photos:
         raise InputError("PHOTOS: give at least one camera raw file or folder")
     files: list[Path] = []
+    seen: set[Path] = set()  # a file named twice (or inside a folder also given) is trained on and denoised once
     for p in map(Path, photos):
         if p.is_file() and p.suffix.lower() not in RAW_SUFFIXES:
             raise InputError(f"{p}: not a camera raw file by its name (expected .dng, .nef, .cr2, .arw, ...)")
-        files.extend(f for f in find_raws(p) if f.resolve() not in {g.resolve() for g in files})
+        for f in find_raws(p):
+            if f.resolve() not in seen:
+                seen.add(f.resolve())
+                files.append(f)
     stems: dict[str, Path] = {}
     for f in files:
         other = stems.setdefault(f.stem.lower(), f)

@@ -139,3 +139,9 @@ def test_fit_on_a_real_camera_raw(tmp_path):
     back, orig = dng.read_raw(out_dng), dng.read_raw(src)
     assert back.mosaic.shape == orig.mosaic.shape and back.cfa == orig.cfa
     assert np.isfinite(back.mosaic).all() and res["megapixels"] == pytest.approx(orig.mosaic.size / 1e6)
+
+
+def test_find_photos_dedupes_and_keeps_order(photos):
+    from n2n_raw.fit import find_photos
+    got = find_photos([photos / "sub" / "b.DNG", photos, photos / "a.dng"])
+    assert [f.name for f in got] == ["b.DNG", "a.dng"]
