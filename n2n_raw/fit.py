@@ -17,9 +17,10 @@ from typing import Callable, Sequence
 
 from .errors import InputError
 
-#: Settings of a fit run (the training defaults are the paper's, made for 100 epochs over large data sets;
-#: a run of a few minutes on a laptop CPU needs a larger LR; see the README for the measurements).
-FIT_DEFAULTS = {"steps": 500, "lr": 3e-4, "batch_size": 4, "patch_size": 256}
+#: Settings of a fit run. The training defaults are the paper's, made for 100 epochs over large data sets; a
+#: short run needs a larger LR: on a real low-light burst (benchmarks/burst_fit.py) lr 1e-3 beat 3e-4 by
+#: 0.9 dB at 300 steps of batch 4 and patch 128 (see the README and benchmarks/RESULTS.md).
+FIT_DEFAULTS = {"steps": 300, "lr": 1e-3, "batch_size": 4, "patch_size": 128}
 MIN_PATCH = 128  # the smallest raw crop the U-Net takes (half-size sub-image of 4×32×32 after packing)
 
 
@@ -97,7 +98,7 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *, deno
         denoised_dir: where ``STEM.dng`` (denoised, the source's metadata carried) and ``STEM.png`` (preview)
             go; default ``run_dir/denoised``. Existing outputs are refused unless ``force``.
         steps, lr, batch_size, patch_size: training settings; None takes :data:`FIT_DEFAULTS` (the patch
-            shrinks to fit photos smaller than 258 pixels). No validation: the method is self-supervised.
+            is refused for photos smaller than 130 pixels). No validation: the method is self-supervised.
         log: receives training's log lines (settings, progress, notes).
         progress: called as ``progress(done, total)`` after each photo is denoised (``.close()`` called if any).
     Returns:

@@ -48,7 +48,7 @@ def test_fit_keeps_the_run_folder_and_writes_the_outputs(fitted, photos):
     from n2n_raw.io import dng
     cfg = json.loads((fitted / "config.json").read_text())
     assert cfg["mode"] == "raw" and cfg["steps"] == 3 and cfg["val_every"] == 0
-    assert cfg["patch_size"] == 128  # the default 256 shrunk to fit 160×192 photos
+    assert cfg["patch_size"] == 128 and cfg["lr"] == 1e-3  # fit's defaults, not train's
     assert sorted(Path(p).name for p in cfg["photos"]) == ["a.dng", "b.DNG"]
     assert (fitted / "metrics.csv").read_text().count("\n") == 4  # header + one row per step (3 steps)
     assert list_checkpoints(fitted)
