@@ -15,9 +15,10 @@ k's, so the reference is an unbiased estimate of the clean scene, but it keeps n
 
 so the MSE against the reference overstates the true MSE by the reference's noise variance. That variance is
 estimated from the frames: the per-pixel unbiased variance across all K frames, s² (an estimate of σ² at that
-pixel), averaged over the scored pixels and divided by K − 1. The *corrected* PSNR uses MSE − mean(s²)/(K−1); for the
-noisy frame itself the corrected MSE is ≈ mean(s²), its true noise power. (The trained weights have seen the
-reference frames too; a U-Net cannot store the noise of 12 M pixels, so the cross term stays ≈ 0.)
+pixel), averaged over the scored pixels and divided by K − 1. The *corrected* PSNR uses MSE − mean(s²)/(K−1);
+for the noisy frame itself the corrected MSE is ≈ mean(s²), its true noise power. (The trained weights have seen the
+reference frames too; a U-Net cannot store the noise of 12 M pixels, so the cross term stays ≈ 0. Anything
+the same in every frame, fixed-pattern noise included, counts as scene: a denoiser is asked to keep it.)
 
 Everything is in the normalised units of the project, (raw − black)/(white − black), PSNR with data range 1
 (the SIDD convention). The scoring frames are read with rawpy directly, *without* clipping below black:
@@ -133,7 +134,8 @@ def main() -> None:
     refs = np.stack([(total - x[k]) / (K - 1) for k in range(K)])  # mean of the other frames
     win = window(x.shape[1:], args.crop)
     print(f"{K} frames {x.shape[1]}×{x.shape[2]} from {args.burst}; 1 unit = {scale:g} DN; mean level "
-          f"{x.mean() * scale:.2f} DN above black; noise variance σ² ≈ {x.var(0, ddof=1).mean() * scale ** 2:.3f} DN²")
+          f"{x.mean() * scale:.2f} DN above black; noise variance σ² ≈ "
+          f"{x.var(0, ddof=1).mean() * scale ** 2:.3f} DN²")
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="burst_fit_"))
     t0 = time.perf_counter()

@@ -211,11 +211,13 @@ def fit(photos: List[Path] = typer.Argument(..., help="Camera raw files (DNG, NE
                                  "`denoise --checkpoint RUN`)."),
         denoised: Optional[Path] = typer.Option(None, help="Folder for the denoised DNGs and PNG previews "
                                                 "(default: RUN/denoised)."),
-        steps: int = typer.Option(FIT_DEFAULTS["steps"], help="Training steps (chosen on a real low-light burst; see the README)."),
+        steps: int = typer.Option(FIT_DEFAULTS["steps"], help="Training steps (settings chosen on a real low-light "
+                                  "burst; see the README)."),
         lr: float = typer.Option(FIT_DEFAULTS["lr"], help="Adam LR (short runs need more than the paper's raw 1e-4)."),
         batch_size: int = typer.Option(FIT_DEFAULTS["batch_size"], help="Crops per step."),
         patch_size: Optional[int] = typer.Option(None, help=f"Crop side in mosaic pixels, a multiple of 128 "
-                                                 f"(default {FIT_DEFAULTS['patch_size']}; at most the smallest photo's side)."),
+                                                 f"(default {FIT_DEFAULTS['patch_size']}); at most the smallest "
+                                                 "photo's side."),
         seed: int = typer.Option(0, help="Seed of everything random."),
         force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out and overwrite outputs."),
         precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32."),

@@ -85,7 +85,8 @@ def fit_config(files: Sequence[Path], *, steps: int | None = None, lr: float | N
     return cfg
 
 
-def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *, denoised_dir: str | os.PathLike | None = None,
+def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
+        denoised_dir: str | os.PathLike | None = None,
         steps: int | None = None, lr: float | None = None, batch_size: int | None = None,
         patch_size: int | None = None, seed: int = 0, force: bool = False, device: str = "auto",
         precision: str = "auto", log: Callable[[str], None] = print,
