@@ -99,6 +99,8 @@ class TrainConfig:
                 raise InputError(msg)
         if self.photos and self.mode != "raw":
             raise InputError("photos: camera raw files train a raw model (--mode raw)")
+        if self.photos and self.data is not None:
+            raise InputError("photos and --data: give one source of training data")
         if self.cfa is not None:
             from .bayer import check_cfa
             check_cfa(self.cfa)

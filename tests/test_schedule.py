@@ -225,6 +225,10 @@ def test_short_run_reduces_the_nominal_epochs_only_below_them():
     assert TrainConfig(mode="raw").resolved().epochs == 100
     with pytest.raises(InputError, match="^--steps: must be >= 1"):
         TrainConfig(mode="raw", steps=0).resolved()
+    with pytest.raises(InputError, match="^photos and --data"):
+        TrainConfig(mode="raw", photos=("a.dng",), data="x.h5").resolved()
+    with pytest.raises(InputError, match="^photos: .* raw model"):
+        TrainConfig(mode="srgb", photos=("a.dng",)).resolved()
 
 
 def test_short_raw_run_trains_with_a_note(tmp_path):
