@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -192,6 +193,8 @@ def main() -> None:
                                    "psnr_corrected": {k: v[1] for k, v in rows.items()}}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
+    if args.keep is None:  # the run and the 8 denoised frames are only needed for the scores
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def dataclass_replace(cfg, **kw):
