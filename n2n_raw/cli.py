@@ -15,6 +15,7 @@ from typing import List, Optional
 import typer
 
 from .errors import InputError
+from .fit import FIT_DEFAULTS  # light: --help shows fit's defaults without importing torch
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Self-supervised Neighbor2Neighbor denoising for raw and sRGB images.")
@@ -134,8 +135,9 @@ def train(ctx: typer.Context,
                                      "against. Needs clean data: srgb has it by construction (noise is added per "
                                      "step); raw needs GT frames (`prepare sidd --with-gt`, or the built-in data)."),
           epochs: int = typer.Option(100, help="Nominal epochs E (Λ ramp and LR halvings at 0.2E..0.8E)."),
-          steps: Optional[int] = typer.Option(None, help="Total optimiser steps, split into E nominal epochs. "
-                                              "Default: an epoch is one pass over the data."),
+          steps: Optional[int] = typer.Option(None, help="Total optimiser steps, split into E nominal epochs "
+                                              "(fewer steps than E: E = steps). Default: an epoch is one pass over "
+                                              "the data."),
           batch_size: int = typer.Option(4, help="Per-process batch (paper: 4)."),
           patch_size: int = typer.Option(256, help="Crop side in input pixels (raw: mosaic pixels); multiple "
                                          "of 64 (srgb) / 128 (raw)."),
@@ -212,6 +214,39 @@ def train(ctx: typer.Context,
         return
     val_txt = f", validation PSNR {summary['val_psnr']:.2f} dB" if summary.get("val_psnr") is not None else ""
     _out(f"{out}: {summary['steps']} steps in {summary['seconds']:.1f} s, final loss {summary['loss'] if summary.get('loss') is None else format(summary['loss'], '.6f')}{val_txt}")
+
+
+# --------------------------------------------------------------------------------------------- fit
+
+@app.command()
+@handles_errors
+def fit(photos: List[Path] = typer.Argument(..., help="Camera raw files (DNG, NEF, CR2, ARW, ...: any Bayer raw "
+                                            "LibRaw reads) or folders of them (searched recursively)."),
+        out: Path = typer.Option(..., help="Run folder: config.json, metrics.csv, checkpoints (reuse it with "
+                                 "`denoise --checkpoint RUN`)."),
+        denoised: Optional[Path] = typer.Option(None, help="Folder for the denoised DNGs and PNG previews "
+                                                "(default: RUN/denoised)."),
+        steps: int = typer.Option(FIT_DEFAULTS["steps"], help="Training steps (settings chosen on a real low-light "
+                                  "burst; see the README)."),
+        lr: float = typer.Option(FIT_DEFAULTS["lr"], help="Adam LR (short runs need more than the paper's raw 1e-4)."),
+        batch_size: int = typer.Option(FIT_DEFAULTS["batch_size"], help="Crops per step."),
+        patch_size: Optional[int] = typer.Option(None, help=f"Crop side in mosaic pixels, a multiple of 128 "
+                                                 f"(default {FIT_DEFAULTS['patch_size']}); at most the smallest "
+                                                 "photo's side."),
+        seed: int = typer.Option(0, help="Seed of everything random."),
+        force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out and overwrite outputs."),
+        precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32."),
+        device: str = typer.Option("auto", help="auto, cpu or cuda.")):
+    """Denoise your own raw photos, nothing else needed: train on them (self-supervised), then denoise each
+    into a DNG (the source's metadata kept) and a PNG preview."""
+    from .fit import fit as run
+    res = run(photos, out, denoised_dir=denoised, steps=steps, lr=lr, batch_size=batch_size, patch_size=patch_size,
+              seed=seed, force=force, device=device, precision=precision, log=lambda s: typer.echo(s, err=True),
+              progress=_hook("denoise", "file"))
+    for src, written in zip(res["photos"], res["outputs"]):
+        _out(f"{src} -> {', '.join(str(w) for w in written)}")
+    _out(f"{out}: trained {res['train']['steps']} steps in {res['train_seconds']:.1f} s; denoised "
+         f"{len(res['photos'])} photo(s), {res['megapixels']:.2f} MP in {res['denoise_seconds']:.1f} s")
 
 
 # --------------------------------------------------------------------------------------------- evaluate

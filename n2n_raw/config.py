@@ -34,6 +34,7 @@ def _tristate(v):
 class TrainConfig:
     mode: str = "srgb"
     data: str | None = None              # store (.h5), folder, or None for the built-in default data
+    photos: tuple[str, ...] = ()         # raw: camera raw files to train on, instead of data (`n2n-raw fit`)
     noise: str = "gauss25"               # sRGB only
     target: str = "n2n"                  # "supervised": noisy → clean MSE (needs clean data; the ceiling)
     epochs: int = 100                    # E nominal epochs (Λ ramp and LR milestones)
@@ -88,8 +89,7 @@ class TrainConfig:
             (self.cuda_graphs in CHOICES, f"--cuda-graphs: unknown value {self.cuda_graphs!r} (expected auto, on or off)"),
             (self.lr_rule in LR_RULES, f"--lr-rule: unknown rule {self.lr_rule!r} (expected sqrt, linear or none)"),
             (self.epochs >= 1, f"--epochs: must be >= 1, got {self.epochs}"),
-            (self.steps is None or self.steps >= self.epochs,
-             f"--steps: must be >= --epochs ({self.epochs}) so every nominal epoch has a step, got {self.steps}"),
+            (self.steps is None or self.steps >= 1, f"--steps: must be >= 1, got {self.steps}"),
             (self.batch_size >= 1, f"--batch-size: must be >= 1, got {self.batch_size}"),
             (self.lr is None or self.lr > 0, f"--lr: must be > 0, got {self.lr}"),
             (self.seed >= 0, f"--seed: must be >= 0, got {self.seed}"),
@@ -101,17 +101,30 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise InputError(msg)
+        if self.photos and self.mode != "raw":
+            raise InputError("photos: camera raw files train a raw model (--mode raw)")
+        if self.photos and self.data is not None:
+            raise InputError("photos and --data: give one source of training data")
         from .bayer import check_cfa
         for value, option in ((self.cfa, "--cfa"), (self.val_cfa, "--val-cfa")):
             if value is not None:
                 check_cfa(value, option)
         return dataclasses.replace(
             self,
+            epochs=self.short_run_epochs(),
             compile=compile_,
             lr=self.lr if self.lr is not None else d["lr"],
             increase_ratio=self.increase_ratio if self.increase_ratio is not None else d["increase_ratio"],
             val=tuple(self.val),
+            photos=tuple(self.photos),
         )
+
+    def short_run_epochs(self) -> int:
+        """The nominal epochs a run uses: ``epochs``, or ``steps`` when fewer steps than epochs are asked for.
+
+        Every nominal epoch needs a step; a short run (``steps`` < ``epochs``) gets one step per epoch, so the
+        Λ ramp and the LR halvings keep their relative place. With ``steps`` >= ``epochs`` nothing changes."""
+        return self.steps if self.steps is not None and self.steps < self.epochs else self.epochs
 
     def scaled_lr(self, global_batch: int) -> float:
         """The base LR for a global batch (the paper's lr is for batch 4). Adam's update size does not grow
@@ -130,8 +143,9 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
-        if "val" in kw:
-            kw["val"] = tuple(kw["val"])
+        for k in ("val", "photos"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
         return cls(**kw)
 
     @classmethod

@@ -219,6 +219,13 @@ def _store_item(st, i: int, path: Path, cfa: str | None) -> Item:
 
 def _load_raw(cfg) -> list[Item]:
     override = bayer.check_cfa(cfg.cfa) if cfg.cfa else None
+    if cfg.photos:  # the user's own raw files, listed one by one (`n2n-raw fit`)
+        from .io import dng
+        items = []
+        for f in cfg.photos:
+            r = dng.read_raw(f)
+            items.append(_in_memory(str(f), r.mosaic, override or r.cfa))
+        return items
     if cfg.data is None:
         return default_raw_items()
     path = Path(cfg.data)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .subsample import subsample
+from .subsample import check_batch, subsample
 
 
 def gamma_for_epoch(epoch: int, n_epochs: int, increase_ratio: float) -> float:
@@ -30,6 +30,7 @@ def n2n_loss(model: nn.Module, noisy: torch.Tensor, masks: torch.Tensor, gamma: 
     Returns:
         (loss, rec, reg): scalars in fp32; loss = lambda1·rec + lambda2·gamma·reg.
     """
+    check_batch(noisy, "n2n_loss noisy")  # even sides for the 2×2 cells; masks are checked by subsample
     with torch.no_grad():
         fy = model(noisy)
         fg1, fg2 = subsample(fy, masks)
@@ -52,5 +53,9 @@ def supervised_loss(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor
     Returns:
         (loss, rec, reg) as :func:`n2n_loss` returns them: loss in fp32, rec = loss detached, reg = 0.
     """
+    check_batch(noisy, "supervised_loss noisy", 1)
+    if clean.shape != noisy.shape:
+        raise ValueError(f"supervised_loss clean: expected the noisy batch's shape {tuple(noisy.shape)}, "
+                         f"got {tuple(clean.shape)}")
     loss = torch.mean((model(noisy).float() - clean.float()) ** 2)
     return loss, loss.detach(), torch.zeros_like(loss)

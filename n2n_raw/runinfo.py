@@ -28,8 +28,7 @@ def describe(path: str | Path) -> str:
     if not cfg_path.is_file():
         raise InputError(f"{p}: not a run folder (no config.json)")
     cfg = json.loads(cfg_path.read_text())
-    lines.append(f"run {p}: mode {cfg.get('mode')}, target {cfg.get('target', 'n2n')}, "
-                 f"data {cfg.get('data') or 'built-in default'}")
+    lines.append(f"run {p}: mode {cfg.get('mode')}, target {cfg.get('target', 'n2n')}, data {_data(cfg)}")
     keys = (("noise",) if cfg.get("mode") == "srgb" else ("cfa_mode",)) + (
         "epochs", "steps", "batch_size", "patch_size", "lr", "increase_ratio", "init", "seed")
     lines.append("config: " + ", ".join(f"{k}={cfg.get(k)}" for k in keys))
@@ -60,3 +59,11 @@ def describe(path: str | Path) -> str:
         if (p / extra).exists():
             lines.append(f"{extra}: {p / extra}")
     return "\n".join(lines)
+
+
+def _data(cfg: dict) -> str:
+    """What a run trained on: its store or folder, the photos `fit` listed, or the built-in default."""
+    photos = cfg.get("photos") or []
+    if photos:
+        return f"{len(photos)} photo(s) ({photos[0]}{', ...' if len(photos) > 1 else ''})"
+    return cfg.get("data") or "built-in default"

@@ -16,6 +16,18 @@ PAIRS = ((0, 1), (0, 2), (1, 3), (2, 3), (1, 0), (2, 0), (3, 1), (3, 2))
 _PAIRS_T = torch.tensor(PAIRS, dtype=torch.long)  # (8, 2)
 
 
+def check_batch(x: torch.Tensor, name: str, multiple: int = 2) -> None:
+    """Refuse, at the door and in one line, what is not an (N, C, H, W) tensor with H and W multiples of
+    ``multiple`` (2 for the sub-sampler's cells; 64 where the half-size sub-image feeds the U-Net)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor (N, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name}: expected shape (N, C, H, W), got {tuple(x.shape)}")
+    if x.shape[-2] % multiple or x.shape[-1] % multiple:
+        raise ValueError(f"{name}: expected (N, C, H, W) with H and W multiples of {multiple}, "
+                         f"got {tuple(x.shape)}")
+
+
 def draw_masks(n: int, height: int, width: int, generator: torch.Generator | None = None,
                device: torch.device | str | None = None) -> torch.Tensor:
     """Draw one pair per 2×2 cell and sample.
@@ -26,8 +38,8 @@ def draw_masks(n: int, height: int, width: int, generator: torch.Generator | Non
     Returns:
         long tensor (2, n, 1, 1, height/2, width/2): in-cell index of the g1 pixel and of the g2 pixel.
     """
-    if height % 2 or width % 2:
-        raise ValueError(f"the sub-sampler needs even height and width, got {height}×{width}")
+    if n < 1 or height < 2 or width < 2 or height % 2 or width % 2:
+        raise ValueError(f"draw_masks: expected n >= 1 and even height, width >= 2, got n={n}, {height}×{width}")
     device = generator.device if generator is not None else device
     choice = torch.randint(0, 8, (n, height // 2, width // 2), generator=generator, device=device)
     pairs = _PAIRS_T.to(choice.device)[choice]  # (n, h2, w2, 2)
@@ -43,7 +55,14 @@ def subsample(x: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch
     Returns:
         g1, g2: (N, C, H/2, W/2) each.
     """
+    check_batch(x, "subsample x")
     n, c, h, w = x.shape
+    if not isinstance(masks, torch.Tensor) or masks.dtype != torch.long or \
+            tuple(masks.shape) != (2, n, 1, 1, h // 2, w // 2):
+        got = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
+        raise ValueError(f"subsample masks: expected long (2, {n}, 1, 1, {h // 2}, {w // 2}) from draw_masks for "
+                         f"x of shape {tuple(x.shape)}, got {got}"
+                         + (f" {masks.dtype}" if isinstance(masks, torch.Tensor) else ""))
     # pixel_unshuffle puts in-cell index k = 2·dy + dx at channel c·4 + k, which is our cell numbering.
     cells = F.pixel_unshuffle(x, 2).view(n, c, 4, h // 2, w // 2)
     idx = masks.expand(2, n, c, 1, h // 2, w // 2)

@@ -231,7 +231,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     run_dir, dist = Path(run_dir), Dist.from_env()
     if resume and (run_dir / "config.json").is_file():  # the run's own configuration wins
         cfg = resume_config(run_dir, cfg, given, log if dist.rank == 0 else (lambda s: None))
+    asked_epochs = cfg.epochs
     cfg = cfg.resolved()
+    if cfg.epochs != asked_epochs and dist.rank == 0:
+        log(f"note: --steps {cfg.steps} is below --epochs {asked_epochs}: using {cfg.epochs} nominal epochs "
+            "(one step each)")
     # Check everything a user gave before the run folder is touched, so a mistake leaves nothing behind.
     device = pick_device(cfg.device, dist.local_rank)
     compiled, graphs = compile_plan(device, cfg.compile, cfg.cuda_graphs, cfg.batch_size, dist.world)

@@ -62,6 +62,9 @@ class UNet(nn.Module):
             nn.init.zeros_(self.head[2].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_ch or x.shape[-2] % 32 or x.shape[-1] % 32:
+            raise ValueError(f"UNet: expected (N, {self.in_ch}, H, W) with H and W multiples of 32 (five 2× "
+                             f"poolings; n2n_raw.infer pads any size), got {tuple(x.shape)}")
         act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
         skips = [x]
         h = act(self.enc[0](act(self.enc0(x))))

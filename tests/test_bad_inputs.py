@@ -247,7 +247,7 @@ CASES: dict[str, Callable[[Ctx], tuple[list, list]]] = {
                                            ["--data-on-device", "gpu"]),
     "train-patch-size-100": lambda c: (tr_srgb(c, c.srgb_store, "--patch-size", "100"), ["--patch-size"]),
     "train-raw-patch-size-64": lambda c: (tr_raw(c, c.raw_store, "--patch-size", "64"), ["--patch-size"]),
-    "train-steps-below-epochs": lambda c: (tr_srgb(c, c.srgb_store, "--epochs", "5", "--steps", "2"), ["--steps"]),
+    "train-steps-zero": lambda c: (tr_srgb(c, c.srgb_store, "--steps", "0"), ["--steps"]),
     "train-lr-negative": lambda c: (tr_srgb(c, c.srgb_store, "--lr", "-1"), ["--lr"]),
     "train-seed-negative": lambda c: (tr_srgb(c, c.srgb_store, "--seed", "-1"), ["--seed"]),
     "train-resume-and-force": lambda c: (tr_srgb(c, c.srgb_store, "--resume", "--force"), ["--resume", "--force"]),

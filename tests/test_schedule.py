@@ -211,3 +211,41 @@ def test_raw_crops_positional_mode_keep_the_phase():
             cfa = cfas[idx[k]]
             for ch in range(4):
                 assert (b[k, ch] == val[cfa[ch]]).all()
+
+
+# ----------------------------------------------------------------------------------------------- short runs
+
+def test_short_run_reduces_the_nominal_epochs_only_below_them():
+    from n2n_raw.config import TrainConfig
+    assert TrainConfig(mode="raw", steps=2).resolved().epochs == 2       # one step per nominal epoch
+    assert TrainConfig(mode="raw", steps=99).resolved().epochs == 99
+    assert TrainConfig(mode="raw", steps=100).resolved().epochs == 100   # steps >= epochs: unchanged
+    assert TrainConfig(mode="raw", steps=250).resolved().epochs == 100
+    assert TrainConfig(mode="raw", steps=3, epochs=2).resolved().epochs == 2
+    assert TrainConfig(mode="raw").resolved().epochs == 100
+    with pytest.raises(InputError, match="^--steps: must be >= 1"):
+        TrainConfig(mode="raw", steps=0).resolved()
+    with pytest.raises(InputError, match="^photos and --data"):
+        TrainConfig(mode="raw", photos=("a.dng",), data="x.h5").resolved()
+    with pytest.raises(InputError, match="^photos: .* raw model"):
+        TrainConfig(mode="srgb", photos=("a.dng",)).resolved()
+
+
+def test_short_raw_run_trains_with_a_note(tmp_path):
+    """`train --mode raw --steps 2` (default --epochs 100) runs 2 steps as 2 nominal epochs, and says so."""
+    import csv
+    import json
+
+    from n2n_raw.config import TrainConfig
+    from n2n_raw.train import train
+    lines = []
+    cfg = TrainConfig(mode="raw", steps=2, patch_size=128, batch_size=2, device="cpu", log_every=1, pictures=False)
+    train(cfg, tmp_path / "run", log=lines.append)
+    assert any(ln.startswith("note: --steps 2 is below --epochs 100: using 2 nominal epochs") for ln in lines), lines
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 2
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["step"]), int(r["epoch"])) for r in rows] == [(1, 1), (2, 2)]
+    # the reference's schedule for E = 2: its milestones int(0.6·2) = int(0.8·2) = 1 halve twice from epoch 1
+    base = cfg.resolved().scaled_lr(2)  # batch 2: the sqrt rule
+    assert [float(r["lr"]) for r in rows] == [base * lr_factor(e, 2) for e in (1, 2)]

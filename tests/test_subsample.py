@@ -6,6 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
+from n2n_raw.loss import n2n_loss, supervised_loss
 from n2n_raw.subsample import PAIRS, draw_masks, subsample
 
 # The 8 ordered pairs of the spec, written out as (dy, dx) offsets inside the 2×2 cell.
@@ -177,3 +178,27 @@ def test_neighbouring_cells_are_independent():
 def test_odd_size_is_refused(h, w):
     with pytest.raises(ValueError, match="even"):
         draw_masks(1, h, w, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: subsample(torch.zeros(4, 6, 8), torch.zeros(2, 4, 1, 1, 3, 4, dtype=torch.long)),
+     r"subsample x: expected shape \(N, C, H, W\), got \(4, 6, 8\)"),
+    (lambda: subsample(torch.zeros(1, 3, 7, 8), torch.zeros(2, 1, 1, 1, 3, 4, dtype=torch.long)),
+     r"subsample x: expected \(N, C, H, W\) with H and W multiples of 2, got \(1, 3, 7, 8\)"),
+    (lambda: subsample(torch.zeros(2, 3, 8, 8), draw_masks(2, 8, 6)),
+     r"subsample masks: expected long \(2, 2, 1, 1, 4, 4\) from draw_masks for x of shape \(2, 3, 8, 8\)"),
+    (lambda: subsample(torch.zeros(1, 3, 8, 8), draw_masks(1, 8, 8).int()), r"got \(2, 1, 1, 1, 4, 4\) torch.int32"),
+    (lambda: draw_masks(2, 7, 8), r"draw_masks: expected n >= 1 and even height, width >= 2, got n=2, 7×8"),
+    (lambda: n2n_loss(torch.nn.Identity(), torch.zeros(1, 4, 9, 64), draw_masks(1, 8, 64), 1.0),
+     r"n2n_loss noisy: expected \(N, C, H, W\) with H and W multiples of 2, got \(1, 4, 9, 64\)"),
+    (lambda: supervised_loss(torch.nn.Identity(), torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 64)),
+     r"supervised_loss clean: expected the noisy batch's shape \(1, 3, 32, 32\), got \(1, 3, 32, 64\)"),
+    (lambda: __import__("n2n_raw.unet").unet.UNet(4, 4)(torch.zeros(1, 4, 48, 64)),
+     r"UNet: expected \(N, 4, H, W\) with H and W multiples of 32 .*got \(1, 4, 48, 64\)"),
+    (lambda: __import__("n2n_raw.unet").unet.UNet(4, 4)(torch.zeros(1, 3, 64, 64)), r"got \(1, 3, 64, 64\)"),
+])
+def test_wrong_shapes_fail_at_the_door(call, match):
+    """kornia-style checks: one line naming the expected shape, before anything reaches the U-Net."""
+    with pytest.raises(ValueError, match=match) as info:
+        call()
+    assert "\n" not in str(info.value)

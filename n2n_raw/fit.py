@@ -1,0 +1,150 @@
+"""``n2n-raw fit``: denoise your own raw photos with nothing else: train on them, then denoise them.
+
+Neighbor2Neighbor needs no clean images and no noise model, so the photos to denoise are also the training
+set. :func:`fit` checks every input and output first (a mistake costs nothing and leaves nothing behind), trains
+a raw U-Net on the photos (a normal run folder: config.json, metrics.csv, checkpoints; reusable with
+``n2n-raw denoise --checkpoint RUN``), then denoises each photo into a DNG plus a PNG preview.
+
+The short-run settings (:data:`FIT_DEFAULTS`) were chosen on a real low-light burst (see the README's
+"Denoise your own photos" and ``benchmarks/burst_fit.py``).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import InputError
+
+#: Settings of a fit run. The training defaults are the paper's, made for 100 epochs over large data sets; a
+#: short run needs a larger LR: on a real low-light burst (benchmarks/burst_fit.py) lr 1e-3 beat 3e-4 by
+#: 0.9 dB at 300 steps of batch 4 and patch 128 (see the README and benchmarks/RESULTS.md).
+FIT_DEFAULTS = {"steps": 300, "lr": 1e-3, "batch_size": 4, "patch_size": 128}
+MIN_PATCH = 128  # the smallest raw crop the U-Net takes (half-size sub-image of 4×32×32 after packing)
+
+
+def find_photos(photos: Sequence[str | os.PathLike]) -> list[Path]:
+    """The raw files named by ``photos``: files as given, folders searched recursively (see ``find_raws``).
+
+    Returns:
+        Distinct paths, in the order given (a folder's files sorted).
+    Raises:
+        InputError: nothing given, a missing path, a file that is not a camera raw by its suffix, a folder
+            without raw files, or two photos whose outputs would share a name (same file stem).
+    """
+    from .io.dng import RAW_SUFFIXES, find_raws
+    if not photos:
+        raise InputError("PHOTOS: give at least one camera raw file or folder")
+    files: list[Path] = []
+    seen: set[Path] = set()  # a file named twice (or inside a folder also given) is trained on and denoised once
+    for p in map(Path, photos):
+        if p.is_file() and p.suffix.lower() not in RAW_SUFFIXES:
+            raise InputError(f"{p}: not a camera raw file by its name (expected .dng, .nef, .cr2, .arw, ...)")
+        for f in find_raws(p):
+            if f.resolve() not in seen:
+                seen.add(f.resolve())
+                files.append(f)
+    stems: dict[str, Path] = {}
+    for f in files:
+        other = stems.setdefault(f.stem.lower(), f)
+        if other != f:
+            raise InputError(f"{f}: has the same name as {other}; their denoised outputs would collide "
+                             "(denoise them in separate runs)")
+    return files
+
+
+def _patch_for(shapes: list[tuple[int, int]], asked: int | None) -> int:
+    """The crop side: ``asked``, or the default shrunk (to a multiple of 128) to fit the smallest photo."""
+    if asked is not None:
+        return asked
+    side = min(min(s) for s in shapes) - 2  # 2 pixels of room to start every crop on the red pixel
+    if side < MIN_PATCH:
+        h, w = min(shapes, key=min)
+        raise InputError(f"photos: the smallest is {h}×{w} pixels; training needs at least "
+                         f"{MIN_PATCH + 2}×{MIN_PATCH + 2}")
+    return min(FIT_DEFAULTS["patch_size"], side // MIN_PATCH * MIN_PATCH)
+
+
+def fit_config(files: Sequence[Path], *, steps: int | None = None, lr: float | None = None,
+               batch_size: int | None = None, patch_size: int | None = None, seed: int = 0, device: str = "auto",
+               precision: str = "auto"):
+    """The :class:`~n2n_raw.config.TrainConfig` of a fit run on ``files`` (read once here: every photo must be
+    a readable Bayer raw; a one-line InputError names the first that is not). None takes :data:`FIT_DEFAULTS`."""
+    from .config import TrainConfig
+    from .io.dng import read_raw
+    shapes = [read_raw(f).mosaic.shape for f in files]
+    steps = steps if steps is not None else FIT_DEFAULTS["steps"]
+    cfg = TrainConfig(mode="raw", photos=tuple(str(f) for f in files), steps=steps,
+                      epochs=max(1, min(TrainConfig.epochs, steps)),  # fit has no --epochs: no note about them
+                      lr=lr if lr is not None else FIT_DEFAULTS["lr"],
+                      batch_size=batch_size if batch_size is not None else FIT_DEFAULTS["batch_size"],
+                      patch_size=_patch_for(shapes, patch_size), seed=seed, val_every=0, device=device,
+                      precision=precision, log_every=max(1, min(50, steps // 10)))
+    cfg.resolved()  # option errors now, before anything is written
+    return cfg
+
+
+def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
+        denoised_dir: str | os.PathLike | None = None,
+        steps: int | None = None, lr: float | None = None, batch_size: int | None = None,
+        patch_size: int | None = None, seed: int = 0, force: bool = False, device: str = "auto",
+        precision: str = "auto", log: Callable[[str], None] = print,
+        progress: Callable[[int, int], None] | None = None) -> dict:
+    """Train on ``photos`` (camera raw files or folders of them), then denoise each of them.
+
+    Args:
+        photos: raw files (DNG or any Bayer raw LibRaw reads) and/or folders searched recursively.
+        run_dir: the run folder (as ``n2n-raw train --out`` writes it); must be empty or absent unless ``force``.
+        denoised_dir: where ``STEM.dng`` (denoised, the source's metadata carried) and ``STEM.png`` (preview)
+            go; default ``run_dir/denoised``. Existing outputs are refused unless ``force``.
+        steps, lr, batch_size, patch_size: training settings; None takes :data:`FIT_DEFAULTS` (the patch
+            is refused for photos smaller than 130 pixels). No validation: the method is self-supervised.
+        log: receives training's log lines (settings, progress, notes).
+        progress: called as ``progress(done, total)`` after each photo is denoised (``.close()`` called if any).
+    Returns:
+        ``{"photos": [paths], "outputs": [[dng, png] per photo], "train": train summary,
+        "train_seconds": s, "denoise_seconds": s, "megapixels": MP denoised}``.
+    Raises:
+        InputError: bad photos (missing, unreadable, not a Bayer raw, too small), an option out of range, a
+            non-empty ``run_dir`` or an existing output without ``force``. Raised before anything is written.
+    """
+    from .accel import pick_device, place_model
+    from .checkpoint import load_model
+    from .denoise import denoise_file
+    from .train import check_run_dir, train
+
+    files = find_photos(photos)
+    run_dir = Path(run_dir)
+    out_dir = Path(denoised_dir) if denoised_dir is not None else run_dir / "denoised"
+    # Everything a user gave is checked before training: a mistake must not cost a training run.
+    check_run_dir(run_dir, resume=False, force=force)
+    for f in files:
+        for suffix in (".dng", ".png"):
+            target = out_dir / f"{f.stem}{suffix}"
+            if target.exists() and not force:
+                raise InputError(f"{target}: already exists (use --force to overwrite)")
+            if target.is_dir():
+                raise InputError(f"{target}: is a folder, expected a file path")
+    cfg = fit_config(files, steps=steps, lr=lr, batch_size=batch_size, patch_size=patch_size, seed=seed,
+                     device=device, precision=precision)
+    dev = pick_device(device)  # refuses an unavailable device before the run folder is made
+
+    t0 = time.perf_counter()
+    summary = train(cfg, run_dir, force=force, log=log)
+    t_train = time.perf_counter() - t0
+
+    model, meta = load_model(run_dir)  # the newest checkpoint: what `denoise --checkpoint RUN` would use
+    model = place_model(model, dev)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs, pixels, t1 = [], 0, time.perf_counter()
+    for f in files:
+        written, n = denoise_file(model, meta, f, out_dir, force=force, device=dev, precision=precision)
+        outputs.append(written)
+        pixels += n
+        if progress is not None:
+            progress(len(outputs), len(files))
+    if hasattr(progress, "close"):
+        progress.close()
+    return {"photos": files, "outputs": outputs, "train": summary, "train_seconds": round(t_train, 2),
+            "denoise_seconds": round(time.perf_counter() - t1, 2), "megapixels": pixels / 1e6}
