@@ -217,15 +217,21 @@ def _store_item(st, i: int, path: Path, cfa: str | None) -> Item:
                 lambda y, x, h, w: st.read_crop(i, y, x, h, w), gt)
 
 
+def _camera_raw_items(files, override: str | None) -> list[Item]:
+    """Camera raw files (DNG, NEF, ...) read whole, unclipped as ``prepare dng`` stores them: noise below
+    black is kept, so dark means stay unbiased."""
+    from .io import dng
+    items = []
+    for f in files:
+        r = dng.read_raw(f, clip=False)
+        items.append(in_memory(str(f), r.mosaic, override or r.cfa))
+    return items
+
+
 def _load_raw(cfg) -> list[Item]:
     override = bayer.check_cfa(cfg.cfa) if cfg.cfa else None
     if cfg.photos:  # the user's own raw files, listed one by one (`n2n-raw fit`)
-        from .io import dng
-        items = []
-        for f in cfg.photos:
-            r = dng.read_raw(f)
-            items.append(_in_memory(str(f), r.mosaic, override or r.cfa))
-        return items
+        return _camera_raw_items(cfg.photos, override)
     if cfg.data is None:
         return default_raw_items()
     path = Path(cfg.data)
@@ -248,10 +254,7 @@ def _load_raw(cfg) -> list[Item]:
                 items.append(in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), cfa, gt))
             return items
         from .io import dng
-        for f in dng.find_raws(path):
-            r = dng.read_raw(f, clip=False)  # as prepare dng stores it
-            items.append(in_memory(str(f), r.mosaic, override or r.cfa))
-        return items
+        return _camera_raw_items(dng.find_raws(path), override)
     st = _open_store(path, "raw")
     items = []
     for i in range(len(st)):

@@ -109,9 +109,9 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
         InputError: bad photos (missing, unreadable, not a Bayer raw, too small), an option out of range, a
             non-empty ``run_dir`` or an existing output without ``force``. Raised before anything is written.
     """
-    from .accel import pick_device, place_model
-    from .checkpoint import load_model
-    from .denoise import denoise_file
+    from .accel import pick_device
+    from .denoiser import Denoiser
+    from .metrics import MEGAPIXEL
     from .train import check_run_dir, train
 
     files = find_photos(photos)
@@ -134,12 +134,11 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     summary = train(cfg, run_dir, force=force, log=log)
     t_train = time.perf_counter() - t0
 
-    model, meta = load_model(run_dir)  # the newest checkpoint: what `denoise --checkpoint RUN` would use
-    model = place_model(model, dev)
+    d = Denoiser.load(run_dir, which="last", device=dev, precision=precision)  # no validation: the newest
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs, pixels, t1 = [], 0, time.perf_counter()
     for f in files:
-        written, n = denoise_file(model, meta, f, out_dir, force=force, device=dev, precision=precision)
+        written, n = d.denoise_file(f, out_dir, force=force)
         outputs.append(written)
         pixels += n
         if progress is not None:
@@ -147,4 +146,4 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     if hasattr(progress, "close"):
         progress.close()
     return {"photos": files, "outputs": outputs, "train": summary, "train_seconds": round(t_train, 2),
-            "denoise_seconds": round(time.perf_counter() - t1, 2), "megapixels": pixels / 1e6}
+            "denoise_seconds": round(time.perf_counter() - t1, 2), "megapixels": pixels / MEGAPIXEL}

@@ -95,9 +95,10 @@ def test_write_denoised_dng_round_trip(pidng, tmp_path, cfa, bits):
     img = dng.read_dng(src)
     out = dng.write_denoised_dng(src, img.mosaic, tmp_path / "out.dng")
     back = dng.read_dng(out)
-    assert back.cfa == cfa and back.bits == bits and back.white_level == top
-    assert back.black_level == img.black_level
-    assert np.array_equal(back.mosaic, img.mosaic)
+    k = 1 << (16 - bits)  # samples and levels scaled to 16 bits (a white balance is stated)
+    assert back.cfa == cfa and back.bits == 16 and back.white_level == top * k
+    assert back.black_level == tuple(v * k for v in img.black_level)
+    np.testing.assert_allclose(back.mosaic, img.mosaic, rtol=0, atol=1e-6)
     assert np.allclose(back.as_shot_neutral, (0.5, 1.0, 0.7), atol=1e-3)
     assert np.allclose(back.color_matrix, img.color_matrix, atol=1e-3)
     # a denoised mosaic: denormalised with the source's levels, rounded, clipped
@@ -106,7 +107,7 @@ def test_write_denoised_dng_round_trip(pidng, tmp_path, cfa, bits):
     out2 = dng.write_denoised_dng(src, den, tmp_path / "out2.dng")
     got = dng.read_dng(out2)
     assert got.mosaic[0, 0] == 1.0 and got.mosaic[0, 1] == 0.0
-    expect = np.float32((np.rint(0.5 * (top - 64) + 64) - 64) / (top - 64))
+    expect = np.float32((np.rint(0.5 * k * (top - 64) + 64 * k) - 64 * k) / (k * (top - 64)))
     assert np.all(got.mosaic[1:] == expect)
     with pytest.raises(InputError, match="already exists"):
         dng.write_denoised_dng(src, den, out2)

@@ -194,6 +194,8 @@ def read_raw(path: str | os.PathLike, clip: bool = True) -> RawImage:
     h, w = mosaic.shape
     if h < 2 or w < 2:
         raise InputError(f"{path}: no image data ({h}×{w})")
+    if not mosaic.any():  # LibRaw hands back zeros (and, depending on what it read before, any black level)
+        raise InputError(f"{path}: no pixel data (every pixel is 0: a metadata-only or truncated file)")
     if h % 2 or w % 2:
         raise InputError(f"{path}: odd-sized mosaic {h}×{w}; Bayer mosaics need even height and width")
     black = per_colour[colours]  # (2, 2) black level per cell position
