@@ -23,10 +23,10 @@ the same in every frame, fixed-pattern noise included, counts as scene: a denois
 Everything is in the normalised units of the project, (raw − black)/(white − black), PSNR with data range 1
 (the SIDD convention). The scoring frames are read with rawpy directly, *without* clipping below black:
 ``read_raw`` clips there, which biases very dark data upwards (this burst sits ≈ 6 DN above a black of 60).
-The network input is what ``fit`` reads (clipped; here 3e-6 of the pixels are below black).
+The network input is what ``fit`` reads: unclipped too.
 
-Scored: the noisy frame; the denoised DNG that ``fit`` writes (whole frames; its values are rounded to whole
-raw units, which adds ≈ 1/12 DN² of error); the network's float output before that rounding (a central
+Scored: the noisy frame; the denoised DNG that ``fit`` writes (whole frames; its 16-bit samples hold the
+10-bit raw units ×64, so rounding adds ≈ 1/12·(1/64)² DN² of error); the network's float output before that rounding (a central
 ``--crop`` window, to save a second full inference; ``--sweep`` scores only this, writing no files; the
 training always uses the whole frames); and an *oracle* Gaussian blur per
 CFA plane whose σ (per plane, from a grid) is picked to minimise the error against the reference: a bound no

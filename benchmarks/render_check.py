@@ -21,7 +21,7 @@ mosaic pixels, against the unclipped source, in levels of 255 of the raw range):
 one moved before any rendering.
 
 The checkpoint: ``--checkpoint RUN_OR_CKPT``; without it the script fits one on the benchmark's DNGs
-themselves with ``prepare dng`` + ``train`` (``--steps`` steps; self-supervised: the photos are all it needs).
+themselves with ``n2n-raw fit``'s defaults (self-supervised: the photos are all it needs).
 
     python benchmarks/render_check.py                       # real files in ../shared/data/real_raw
     python benchmarks/render_check.py --checkpoint runs/x --real DIR --keep OUTDIR
@@ -106,21 +106,14 @@ def render_darktable(path: Path, work: Path) -> np.ndarray | None:
     return np.asarray(Image.open(out).convert("RGB"))
 
 
-def train_checkpoint(dngs: list[Path], work: Path, steps: int) -> Path:
-    """A raw checkpoint fitted on the benchmark's own DNGs (no clean image, no other data)."""
+def train_checkpoint(dngs: list[Path], work: Path, steps: int | None) -> Path:
+    """A raw checkpoint fitted on the benchmark's own DNGs with ``n2n-raw fit``'s library call (no clean
+    image, no other data: what a user runs on their photos)."""
     from n2n_raw.checkpoint import list_checkpoints
-    from n2n_raw.config import TrainConfig
-    from n2n_raw.train import train
-    photos = work / "photos"
-    photos.mkdir(parents=True, exist_ok=True)
-    for p in dngs:
-        shutil.copy(p, photos / p.name)
+    from n2n_raw.fit import fit
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dng.prepare_dng(photos, work / "store.h5", workers=1)
-    cfg = TrainConfig(mode="raw", data=str(work / "store.h5"), epochs=min(10, steps), steps=steps, patch_size=256,
-                      batch_size=4, lr=3e-4, val_every=0, device="cpu")
-    train(cfg, work / "run", log=lambda s: None)
+        warnings.simplefilter("ignore")  # the no-black-level file warns; the benchmark reports it elsewhere
+        fit(dngs, work / "run", steps=steps, force=True, log=lambda s: None)
     return list_checkpoints(work / "run")[-1]
 
 
@@ -129,7 +122,8 @@ def main() -> None:
     ap.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real_raw",
                     help="folder of the real camera files (default: ../shared/data/real_raw)")
     ap.add_argument("--checkpoint", type=Path, help="raw run folder or checkpoint (default: fit one here)")
-    ap.add_argument("--steps", type=int, default=300, help="steps of the fitted checkpoint (without --checkpoint)")
+    ap.add_argument("--steps", type=int, default=None, help="steps of the fitted checkpoint (without --checkpoint; "
+                    "default: fit's)")
     ap.add_argument("--keep", type=Path, help="keep the DNGs and renders in this folder")
     ap.add_argument("--no-darktable", action="store_true", help="LibRaw renders only")
     args = ap.parse_args()
@@ -148,8 +142,8 @@ def main() -> None:
     t0 = time.perf_counter()
     ckpt = args.checkpoint or train_checkpoint([p for n, p in sources.items()
                                                 if p.suffix == ".dng" and "portrait" not in n], work / "fit", args.steps)
-    print(f"# checkpoint: {ckpt if args.checkpoint else f'fitted here on the DNGs, {args.steps} steps'} "
-          f"({time.perf_counter() - t0:.0f} s)")
+    how = str(ckpt) if args.checkpoint else f"fitted here on the DNGs by n2n-raw fit ({args.steps or 'its default'} steps)"
+    print(f"# checkpoint: {how} ({time.perf_counter() - t0:.0f} s)")
 
     from n2n_raw.checkpoint import load_model
     from n2n_raw.denoise import denoise_file
