@@ -358,6 +358,9 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
                                      "largest overlapping tiles that fit; an int (>= 128) forces tiles of at "
                                      "most that many input pixels."),
             cfa: Optional[str] = typer.Option(None, help="raw: CFA of .npy mosaics (or override for MAT frames)."),
+            keep_tone: bool = typer.Option(True, help="Camera raws: take each CFA plane's low frequencies (Gaussian "
+                                           "σ 8 plane pixels) from the source, so colour and tone stay the photo's; "
+                                           "--no-keep-tone writes the network's output as it is."),
             force: bool = typer.Option(False, help="Overwrite existing outputs."),
             precision: str = typer.Option("fp32", help=PRECISION_HELP),
             device: str = typer.Option("auto", help="auto, cpu or cuda.")):
@@ -373,7 +376,8 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
     out.mkdir(parents=True, exist_ok=True)
     t0, mp = time.perf_counter(), 0.0
     for p in inputs:
-        written, pixels = d.denoise_file(p, out, cfa=cfa, force=force, log=lambda line, p=p: _out(f"{p}: {line}"))
+        written, pixels = d.denoise_file(p, out, cfa=cfa, force=force, keep_tone=keep_tone,
+                                         log=lambda line, p=p: _out(f"{p}: {line}"))
         mp += pixels / MEGAPIXEL
         _out(f"{p} -> {', '.join(str(w) for w in written)}")
     dt = time.perf_counter() - t0

@@ -125,8 +125,10 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
 
 def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, *, tile: int | None = None,
                  cfa: str | None = None, force: bool = False, device="cpu", precision: str = "fp32",
-                 log: Callable[[str], None] | None = None) -> tuple[list[Path], int]:
+                 log: Callable[[str], None] | None = None, keep_tone: bool = True) -> tuple[list[Path], int]:
     """Denoise one file into ``out_dir``; returns (written paths, pixel count).
+
+    ``keep_tone``: a camera raw's DNG takes its low frequencies from the source (:func:`restore_tone`).
 
     ``tile``: None tiles only when one pass would not fit in memory (:func:`n2n_raw.infer.plan_tiles`), an
     int forces windows of at most that many input pixels. ``log`` receives the tiling plan as one line.
@@ -152,11 +154,43 @@ def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, 
     if inp.kind == "camera-raw":
         from .io import dng
         from .io.images import write_png
+        if keep_tone:
+            y = restore_tone(y, inp.array)
         y = np.minimum(y, 1.0)  # below black stays (raw values >= 0 on write); above white is saturation
         written = [dng.write_denoised_dng(path, y, targets[0], force=force)]
         written.append(write_png(targets[1], dng.render_preview(path, y), force=force))
         return written, pixels
     return [save_npy(targets[0], y, force)], pixels
+
+
+#: σ, in CFA-plane pixels, of the low-pass whose content a denoised photo takes from its source.
+TONE_SIGMA = 8.0
+
+
+def restore_tone(denoised: np.ndarray, noisy: np.ndarray, sigma: float = TONE_SIGMA) -> np.ndarray:
+    """Give a denoised Bayer mosaic its source's low frequencies, per CFA plane.
+
+    out = d + G_σ(y − d) on each 2×2-position plane, G_σ a Gaussian (σ in plane pixels, reflected at the
+    borders). Noise is zero-mean, so G_σ(y) is the clean picture's low-pass up to noise of σ_n/(2√π·σ) (1/28
+    of it at σ = 8); a short self-supervised run, on the other hand, may shift a plane's level by a few
+    percent, which a photo editor's tone curve amplifies into visible colour and tone shifts
+    (benchmarks/render_check.py). Detail finer than σ is the network's.
+
+    Args:
+        denoised, noisy: float (H, W) mosaics of one frame, H and W even, black 0 and white 1.
+    Returns:
+        float32 (H, W).
+    """
+    from scipy.ndimage import gaussian_filter
+    d = np.asarray(denoised, np.float32)
+    y = np.asarray(noisy, np.float32)
+    if d.shape != y.shape or d.ndim != 2 or d.shape[0] % 2 or d.shape[1] % 2:
+        raise ValueError(f"restore_tone: expected two (H, W) mosaics with even sides, got {d.shape} and {y.shape}")
+    out = d.copy()
+    for dy in (0, 1):
+        for dx in (0, 1):
+            out[dy::2, dx::2] += gaussian_filter(y[dy::2, dx::2] - d[dy::2, dx::2], sigma, mode="reflect")
+    return out
 
 
 def _plan_logger(log: Callable[[str], None] | None, scale: int):

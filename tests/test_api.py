@@ -80,3 +80,28 @@ def test_wrong_inputs_fail_at_the_door(raw_run, srgb_run):
     np.testing.assert_array_equal(s.denoise(rgb8), s.denoise(rgb8.astype(np.float32) / 255))
     with pytest.raises(InputError, match=r"shape \(8, 8\); an sRGB checkpoint takes \(H, W, 3\)"):
         s.denoise(np.zeros((8, 8), np.float32))
+
+
+def test_restore_tone_takes_the_low_frequencies_of_the_source():
+    """A per-plane level shift of the denoised mosaic is undone; the denoised detail (finer than σ) stays;
+    a flat noisy source gives back its own per-plane means to within its low-passed noise."""
+    from n2n_raw.denoise import restore_tone
+    rng = np.random.default_rng(6)
+    h, w = 130, 194
+    clean = np.zeros((h, w), np.float32)
+    clean[0::2, 0::2], clean[0::2, 1::2], clean[1::2, 0::2], clean[1::2, 1::2] = 0.02, 0.05, 0.05, 0.03
+    noisy = clean + rng.normal(0, 0.01, (h, w)).astype(np.float32)
+    shifted = clean.copy()
+    shifted[0::2, 1::2] += 0.004  # a short run's G1 bias
+    shifted[1::2, 0::2] -= 0.003
+    out = restore_tone(shifted, noisy)
+    for dy in (0, 1):
+        for dx in (0, 1):  # plane means: the source's; the residual noise is σ_n/(2√π·8) ≈ 3.5e-4 per pixel
+            assert abs(out[dy::2, dx::2].mean() - noisy[dy::2, dx::2].mean()) < 1e-4
+            assert np.abs(out[dy::2, dx::2] - clean[dy::2, dx::2]).mean() < 1e-3
+    detail = np.zeros((h, w), np.float32)
+    detail[40:42, 60:62] = 0.5  # one bright 2×2 cell that the source lacks: finer than σ, so it stays
+    kept = restore_tone(detail, np.zeros((h, w), np.float32))
+    assert np.all(kept[40:42, 60:62] > 0.49) and abs(float(kept.sum())) < 1e-3  # its mean is the source's (0)
+    with pytest.raises(ValueError, match="even sides"):
+        restore_tone(np.zeros((5, 4)), np.zeros((5, 4)))
