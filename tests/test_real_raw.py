@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -21,7 +22,10 @@ import tifffile
 from n2n_raw.errors import InputError
 from n2n_raw.io import dng
 
-from conftest import assert_one_line_error, cli
+from conftest import REPO, assert_one_line_error, cli
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from render_check import with_orientation  # noqa: E402  (one copy: the benchmark renders the same portrait)
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_raw"
 pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="shared/data/real_raw is not here")
@@ -157,19 +161,8 @@ def test_denoised_values_land_in_raw_units(tmp_path):
     assert np.abs(dng.read_raw(out).mosaic - x).max() <= 0.5 / (4 * (15000 - 2056)) + 1e-6
 
 
-def _with_orientation(src: Path, dst: Path, value: int) -> Path:
-    """Copy ``src`` with its Orientation value patched in place (offset from tifffile, not n2n-raw)."""
-    buf = bytearray(src.read_bytes())
-    with tifffile.TiffFile(src) as t:
-        tag = t.pages[0].tags["Orientation"]
-        at, bo = tag.valueoffset, t.byteorder
-    buf[at:at + 2] = value.to_bytes(2, "little" if bo == "<" else "big")
-    dst.write_bytes(bytes(buf))
-    return dst
-
-
 def test_orientation_kept_portrait(tmp_path):
-    src = _with_orientation(REAL / "canon_550d_colorchart.dng", tmp_path / "portrait.dng", 6)
+    src = with_orientation(REAL / "canon_550d_colorchart.dng", tmp_path / "portrait.dng", 6)
     out = _identity_dng(src, tmp_path / "out.dng")
     with tifffile.TiffFile(out) as t:
         assert t.pages[0].tags["Orientation"].value == 6
