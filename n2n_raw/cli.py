@@ -359,7 +359,7 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
                                      "most that many input pixels."),
             cfa: Optional[str] = typer.Option(None, help="raw: CFA of .npy mosaics (or override for MAT frames)."),
             keep_tone: bool = typer.Option(True, help="Camera raws: take each CFA plane's low frequencies (Gaussian "
-                                           "σ 8 plane pixels) from the source, so colour and tone stay the photo's; "
+                                           "σ 3 plane pixels) from the source, so colour and tone stay the photo's; "
                                            "--no-keep-tone writes the network's output as it is."),
             force: bool = typer.Option(False, help="Overwrite existing outputs."),
             precision: str = typer.Option("fp32", help=PRECISION_HELP),

@@ -164,17 +164,19 @@ def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, 
 
 
 #: σ, in CFA-plane pixels, of the low-pass whose content a denoised photo takes from its source.
-TONE_SIGMA = 8.0
+TONE_SIGMA = 3.0
 
 
 def restore_tone(denoised: np.ndarray, noisy: np.ndarray, sigma: float = TONE_SIGMA) -> np.ndarray:
     """Give a denoised Bayer mosaic its source's low frequencies, per CFA plane.
 
     out = d + G_σ(y − d) on each 2×2-position plane, G_σ a Gaussian (σ in plane pixels, reflected at the
-    borders). Noise is zero-mean, so G_σ(y) is the clean picture's low-pass up to noise of σ_n/(2√π·σ) (1/28
-    of it at σ = 8); a short self-supervised run, on the other hand, may shift a plane's level by a few
-    percent, which a photo editor's tone curve amplifies into visible colour and tone shifts
-    (benchmarks/render_check.py). Detail finer than σ is the network's.
+    borders). Noise is zero-mean, so G_σ(y) is the clean picture's low-pass up to noise of σ_n/(2√π·σ) (a
+    tenth of it at σ = 3, left as smooth, low-frequency grain); a short self-supervised run, on the other
+    hand, may shift a plane's level by a few percent, which a photo editor's tone curve amplifies into
+    visible colour and tone shifts. σ = 3 was chosen on the Canon colour chart in darktable (block-mean
+    change of the render: 2.4 levels of 255 at σ 8, 1.2 at 4, 0.84 at 3, 0.56 at 2; see
+    benchmarks/RESULTS.md). Detail finer than σ is the network's.
 
     Args:
         denoised, noisy: float (H, W) mosaics of one frame, H and W even, black 0 and white 1.

@@ -96,9 +96,9 @@ def test_restore_tone_takes_the_low_frequencies_of_the_source():
     shifted[1::2, 0::2] -= 0.003
     out = restore_tone(shifted, noisy)
     for dy in (0, 1):
-        for dx in (0, 1):  # plane means: the source's; the residual noise is σ_n/(2√π·8) ≈ 3.5e-4 per pixel
+        for dx in (0, 1):  # plane means: the source's; the residual noise is σ_n/(2√π·3) ≈ 1e-3 per pixel
             assert abs(out[dy::2, dx::2].mean() - noisy[dy::2, dx::2].mean()) < 1e-4
-            assert np.abs(out[dy::2, dx::2] - clean[dy::2, dx::2]).mean() < 1e-3
+            assert np.abs(out[dy::2, dx::2] - clean[dy::2, dx::2]).mean() < 2e-3
     detail = np.zeros((h, w), np.float32)
     detail[40:42, 60:62] = 0.5  # one bright 2×2 cell that the source lacks: finer than σ, so it stays
     kept = restore_tone(detail, np.zeros((h, w), np.float32))

@@ -181,5 +181,5 @@ def test_paper_init_output_near_zero_standard_not_identity():
 
 def test_sizes_not_multiple_of_32_fail():
     m = UNet(3, 3).eval()
-    with torch.no_grad(), pytest.raises(RuntimeError):
+    with torch.no_grad(), pytest.raises(ValueError, match=r"multiples of 32 .*got \(1, 3, 48, 48\)"):
         m(torch.rand(1, 3, 48, 48))
