@@ -98,7 +98,7 @@ def prepare_sidd(input_dir: Path = typer.Argument(..., help="SIDD_Medium_Raw fol
                  workers: Optional[int] = typer.Option(None, help="Reading threads."),
                  force: bool = typer.Option(False, help="Overwrite OUTPUT if it exists.")):
     """Every *_NOISY_RAW_*.MAT frame, in MATLAB orientation, with CFA, phone, ISO and scene from its metadata."""
-    from .io.sidd import prepare_sidd as run
+    from .prepare import prepare_sidd as run
     hook = _hook("prepare sidd", "frame")
     c = run(input_dir, output, with_gt=with_gt, workers=_workers(workers), force=force, progress=hook)
     hook.close()

@@ -24,6 +24,7 @@ def run_demo(out: Path, steps: int = 300, force: bool = False, echo=print, seed:
     from .checkpoint import load_model
     from .evaluate import evaluate_raw
     from .io import sidd
+    from .prepare import prepare_sidd
     from .sidd_synth import make_sidd_world
     from .submit import submit
     from .train import train
@@ -39,7 +40,7 @@ def run_demo(out: Path, steps: int = 300, force: bool = False, echo=print, seed:
                             n_images=DEMO["n_images"], blocks_per_image=DEMO["blocks_per_image"], seed=seed,
                             force=True)
     stage("2/6 prepare sidd → train.h5")
-    counts = sidd.prepare_sidd(world["medium"], out / "train.h5", force=True)
+    counts = prepare_sidd(world["medium"], out / "train.h5", force=True)
     stage(f"    {counts['frames']} frames stored")
 
     stage(f"3/6 train raw: {steps} steps, batch {DEMO['batch_size']}, patch {DEMO['patch_size']}, lr {DEMO['lr']:g}")

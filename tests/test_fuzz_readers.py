@@ -1,6 +1,6 @@
 """Property-based robustness of the readers: any bytes, any truncation, any array in a valid container.
 
-Contract (errors.py, io/sidd.py): a reader given a user's file either returns what it documents or raises
+Contract (errors.py, io/sidd/): a reader given a user's file either returns what it documents or raises
 :class:`InputError` with a one-line message naming the file. Any other exception type is a bug (the CLI would
 show a traceback). Readers: ``read_frame``, ``read_blocks``, ``read_metadata`` (io.sidd), ``read_dng``
 (io.dng), ``read_rgb`` (io.images), ``Store`` (io.store, together with the training loader that consumes it),

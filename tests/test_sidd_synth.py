@@ -1,4 +1,4 @@
-"""The synthetic SIDD world (n2n_raw.sidd_synth) and `prepare sidd` on it (n2n_raw.io.sidd.prepare_sidd)."""
+"""The synthetic SIDD world (n2n_raw.sidd_synth) and `prepare sidd` on it (n2n_raw.prepare.prepare_sidd)."""
 import shutil
 import warnings
 
@@ -9,6 +9,7 @@ import scipy.io
 from n2n_raw.errors import InputError
 from n2n_raw.io import sidd
 from n2n_raw.io.store import Store
+from n2n_raw.prepare import prepare_sidd
 from n2n_raw import sidd_synth as ss
 
 ISOS = (100, 200, 400, 800, 1600, 3200, 6400, 10000)
@@ -177,7 +178,7 @@ def test_prepare_sidd_store_matches_files(world, tmp_path, workers):
     calls = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the CFA phase check (where present) must not complain
-        counts = sidd.prepare_sidd(world["medium"], out, with_gt=True, workers=workers,
+        counts = prepare_sidd(world["medium"], out, with_gt=True, workers=workers,
                                    progress=lambda d, t: calls.append((d, t)))
     assert counts["frames"] == 10 and counts["skipped"] == 0 and counts["seconds"] >= 0
     assert calls == [(k, 10) for k in range(1, 11)]
@@ -198,7 +199,7 @@ def test_prepare_sidd_store_matches_files(world, tmp_path, workers):
     finally:
         store.close()
     with pytest.raises(InputError, match="already exists"):
-        sidd.prepare_sidd(world["medium"], out)
+        prepare_sidd(world["medium"], out)
 
 
 def test_prepare_sidd_skips_missing_gt_and_falls_back_to_scene_phone(world, tmp_path):
@@ -210,9 +211,9 @@ def test_prepare_sidd_skips_missing_gt_and_falls_back_to_scene_phone(world, tmp_
     next(folder.glob("*_GT_RAW_011.MAT")).unlink()
     for m in folder.glob("*_METADATA_RAW_*.MAT"):
         m.unlink()  # no metadata: the CFA comes from the phone in the folder name
-    counts = sidd.prepare_sidd(root, tmp_path / "gt.h5", with_gt=True, workers=2)
+    counts = prepare_sidd(root, tmp_path / "gt.h5", with_gt=True, workers=2)
     assert (counts["frames"], counts["skipped"]) == (1, 1)
-    counts = sidd.prepare_sidd(root, tmp_path / "all.h5")
+    counts = prepare_sidd(root, tmp_path / "all.h5")
     assert (counts["frames"], counts["skipped"]) == (2, 0)
     store = Store(tmp_path / "all.h5")
     try:
@@ -231,6 +232,6 @@ def test_prepare_sidd_bad_frame_leaves_no_store(world, tmp_path):
     bad.write_bytes(bad.read_bytes()[:1500])
     out = tmp_path / "out.h5"
     with pytest.raises(InputError) as info:
-        sidd.prepare_sidd(root, out, workers=2)
+        prepare_sidd(root, out, workers=2)
     assert str(info.value).startswith(str(bad))
     assert not out.exists() and list(tmp_path.glob(".out.h5*")) == []
