@@ -113,7 +113,7 @@ def prepare_dng(input_dir: Path = typer.Argument(..., help="Folder of camera raw
                 workers: Optional[int] = typer.Option(None, help="Reading threads."),
                 force: bool = typer.Option(False, help="Overwrite OUTPUT if it exists.")):
     """Every camera raw file (DNG, NEF, CR2, ...), normalised with its black and white levels, with its CFA."""
-    from .io.dng import prepare_dng as run
+    from .prepare import prepare_dng as run
     hook = _hook("prepare dng", "file")
     c = run(input_dir, output, workers=_workers(workers), force=force, progress=hook)
     hook.close()

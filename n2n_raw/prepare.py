@@ -1,5 +1,8 @@
-"""``n2n-raw prepare sidd``: a SIDD-Medium raw folder into the training store (thread pool, progress, CFA
-phase check). The file formats are read through :mod:`n2n_raw.io.sidd`."""
+"""``n2n-raw prepare``: a folder of data into one training store (a job, not a format).
+
+:func:`prepare_sidd` (a SIDD-Medium raw folder: thread pool, progress, CFA phase check) and
+:func:`prepare_dng` (a folder of camera raw files); the formats are read through :mod:`n2n_raw.io`.
+"""
 from __future__ import annotations
 
 import collections
@@ -7,6 +10,8 @@ import concurrent.futures
 import itertools
 import os
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -14,11 +19,14 @@ import numpy as np
 
 from . import bayer
 from .errors import InputError
+from .io.camera_raw import find_raws, read_raw
 from .io.sidd import PHONE_CFA, FrameSet, find_frames, parse_scene_name, read_frame, read_metadata
 from .io.sidd.names import _phone_of_scene
 from .io.store import StoreWriter
 
-__all__ = ["prepare_sidd"]
+__all__ = ["prepare_dng", "prepare_sidd"]
+
+MAX_WORKERS = 8  # prepare_dng: decoded frames in flight stay bounded (a 16 MP frame is 64 MB)
 
 
 def _ordered_map(fn: Callable, items: list, workers: int) -> Iterator:
@@ -114,3 +122,72 @@ def prepare_sidd(root, out, *, with_gt: bool = False, workers: int | None = None
             if progress is not None:
                 progress(done, total)
     return {"frames": done, "skipped": skipped, "seconds": time.perf_counter() - t0}
+
+
+def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int | None = None,
+                force: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Read every camera raw file (DNG, NEF, CR2, ...; see :func:`n2n_raw.io.camera_raw.find_raws`) under ``root`` into a raw training store (``n2n_raw.io.store``) at ``out``.
+
+    Each readable file becomes one item: float32 (H, W) mosaic in [0, 1] with attrs ``cfa``, ``source``
+    (path relative to ``root``, POSIX style) and ``bits``; the store's ``sources`` lists those paths.
+    Files are decoded by a small thread pool (``workers``, default min(4, CPUs), at most
+    ``MAX_WORKERS`` = 8) and consumed in order, with at most ``workers + 1`` frames in memory. Every frame goes through
+    :func:`n2n_raw.bayer.cfa_phase_check`; a mismatch is a warning naming the file.
+
+    Args:
+        progress: called as ``progress(done, total)`` after each file (read or skipped).
+    Returns:
+        ``{"frames": n, "skipped": k, "seconds": t, "errors": [one-line message per skipped file]}``.
+    Raises:
+        InputError: no raw file under ``root``, none readable, or ``out`` exists without ``force``.
+    """
+    t0 = time.perf_counter()
+    root = Path(root)
+    files = find_raws(root)
+    base = root if root.is_dir() else root.parent
+    workers = max(1, min(4, os.cpu_count() or 1) if workers is None else min(int(workers), MAX_WORKERS))
+    sources: list[str] = []
+    errors: list[str] = []
+
+    def load(p: Path):
+        try:
+            return read_raw(p, clip=False)  # unclipped: noise below black is kept, dark means unbiased
+        except InputError as e:
+            return e
+
+    with StoreWriter(out, "raw", force=force, sources=sources) as store, \
+            ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = []
+        it = iter(files)
+        for p in it:  # prime the window
+            pending.append((p, pool.submit(load, p)))
+            if len(pending) > workers:
+                break
+        done = 0
+        while pending:
+            p, fut = pending.pop(0)
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(load, nxt)))
+            result = fut.result()
+            del fut
+            if isinstance(result, InputError):
+                errors.append(str(result))
+            else:
+                rel = p.relative_to(base).as_posix()
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    bayer.cfa_phase_check(result.mosaic, result.cfa)
+                for wmsg in caught:
+                    warnings.warn(f"{p}: {wmsg.message}", stacklevel=2)
+                store.add(result.mosaic, cfa=result.cfa, source=rel, bits=result.bits)
+                sources.append(rel)
+            del result
+            done += 1
+            if progress is not None:
+                progress(done, len(files))
+        if not sources:
+            first = f" (first error: {errors[0]})" if errors else ""
+            raise InputError(f"{root}: none of the {len(files)} raw files could be read{first}")
+    return {"frames": len(sources), "skipped": len(errors), "seconds": time.perf_counter() - t0,
+            "errors": errors}

@@ -8,6 +8,7 @@ import pytest
 from n2n_raw import bayer
 from n2n_raw.errors import InputError
 from n2n_raw.io import dng
+from n2n_raw.prepare import prepare_dng
 from n2n_raw.io.store import Store
 from n2n_raw.synthetic import dead_leaves
 
@@ -211,7 +212,7 @@ def test_prepare_dng(pidng, tmp_path):
     out = tmp_path / "store.h5"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # correct CFAs: no self-check warning
-        summary = dng.prepare_dng(src, out, workers=2, progress=lambda d, t: calls.append((d, t)))
+        summary = prepare_dng(src, out, workers=2, progress=lambda d, t: calls.append((d, t)))
     assert summary["frames"] == 3 and summary["skipped"] == 1 and summary["seconds"] >= 0
     assert len(summary["errors"]) == 1 and "broken.dng" in summary["errors"][0]
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
@@ -224,8 +225,8 @@ def test_prepare_dng(pidng, tmp_path):
         assert np.array_equal(store.read(i), dng.read_dng(src / name).mosaic)
     store.close()
     with pytest.raises(InputError, match="already exists"):
-        dng.prepare_dng(src, out)
-    assert dng.prepare_dng(src, out, force=True, workers=1)["frames"] == 3
+        prepare_dng(src, out)
+    assert prepare_dng(src, out, force=True, workers=1)["frames"] == 3
 
 
 def test_prepare_dng_warns_on_cfa_mismatch_and_fails_when_nothing_readable(pidng, tmp_path):
@@ -234,11 +235,11 @@ def test_prepare_dng_warns_on_cfa_mismatch_and_fails_when_nothing_readable(pidng
     # GRBG data labelled RGGB: the greens sit on the other diagonal
     dng.write_dng(src / "wrong.dng", colour_raw("GRBG", 12, seed=5), "RGGB", 12, black_level=16)
     with pytest.warns(UserWarning, match=r"wrong\.dng: CFA self-check"):
-        assert dng.prepare_dng(src, tmp_path / "s.h5")["frames"] == 1
+        assert prepare_dng(src, tmp_path / "s.h5")["frames"] == 1
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.dng").write_bytes(b"junk")
     with pytest.raises(InputError, match=r"bad: none of the 1 raw files could be read"):
-        dng.prepare_dng(bad, tmp_path / "t.h5")
+        prepare_dng(bad, tmp_path / "t.h5")
     assert not (tmp_path / "t.h5").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

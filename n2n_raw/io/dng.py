@@ -14,7 +14,7 @@
   package (``pip install 'n2n-raw[dng]'``); the synthetic data and tests use it as an independent writer.
 - :func:`render_preview` renders a mosaic with the source file's own metadata (camera white balance);
   :func:`save_png` writes it.
-- :func:`find_raws` and :func:`prepare_dng` turn a folder of raw files into a training store.
+- :func:`find_raws` lists a folder's raw files (``n2n_raw.prepare.prepare_dng`` turns them into a training store).
 
 rawpy (LibRaw) cannot write raw files; LibRaw refuses DNGs smaller than 22×22 pixels.
 """
@@ -22,26 +22,21 @@ from __future__ import annotations
 
 import os
 import struct
-import time
-import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .. import __version__
-from ..bayer import cfa_phase_check, check_cfa
+from ..bayer import check_cfa
 from ..errors import InputError
 from . import tiff
 from .atomic import atomic_path
 from .camera_raw import (RAW_SUFFIXES, RawImage, _XYZ_RGB, probe_rgb_cam, _cfa_of, _color_meta, _libraw_errors, _open,  # noqa: F401
                          find_dngs, find_raws, read_dng, read_raw)
-from .store import StoreWriter
 
 WRITE_BITS = (10, 12, 16)
 MIN_SIZE = 22  # LibRaw refuses smaller images
-MAX_WORKERS = 8  # prepare_dng: decoded frames in flight stay bounded (a 16 MP frame is 64 MB)
 _EXTRA = "pip install 'n2n-raw[dng]'"
 
 
@@ -427,72 +422,3 @@ def save_png(path: str | os.PathLike, rgb_uint8: np.ndarray, force: bool = False
     an existing file unless ``force``)."""
     from .images import write_png
     return write_png(path, rgb_uint8, force=force)
-
-
-def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int | None = None,
-                force: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Read every camera raw file (DNG, NEF, CR2, ...; see :func:`find_raws`) under ``root`` into a raw training store (``n2n_raw.io.store``) at ``out``.
-
-    Each readable file becomes one item: float32 (H, W) mosaic in [0, 1] with attrs ``cfa``, ``source``
-    (path relative to ``root``, POSIX style) and ``bits``; the store's ``sources`` lists those paths.
-    Files are decoded by a small thread pool (``workers``, default min(4, CPUs), at most
-    ``MAX_WORKERS`` = 8) and consumed in order, with at most ``workers + 1`` frames in memory. Every frame goes through
-    :func:`n2n_raw.bayer.cfa_phase_check`; a mismatch is a warning naming the file.
-
-    Args:
-        progress: called as ``progress(done, total)`` after each file (read or skipped).
-    Returns:
-        ``{"frames": n, "skipped": k, "seconds": t, "errors": [one-line message per skipped file]}``.
-    Raises:
-        InputError: no raw file under ``root``, none readable, or ``out`` exists without ``force``.
-    """
-    t0 = time.perf_counter()
-    root = Path(root)
-    files = find_raws(root)
-    base = root if root.is_dir() else root.parent
-    workers = max(1, min(4, os.cpu_count() or 1) if workers is None else min(int(workers), MAX_WORKERS))
-    sources: list[str] = []
-    errors: list[str] = []
-
-    def load(p: Path):
-        try:
-            return read_raw(p, clip=False)  # unclipped: noise below black is kept, dark means unbiased
-        except InputError as e:
-            return e
-
-    with StoreWriter(out, "raw", force=force, sources=sources) as store, \
-            ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = []
-        it = iter(files)
-        for p in it:  # prime the window
-            pending.append((p, pool.submit(load, p)))
-            if len(pending) > workers:
-                break
-        done = 0
-        while pending:
-            p, fut = pending.pop(0)
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(load, nxt)))
-            result = fut.result()
-            del fut
-            if isinstance(result, InputError):
-                errors.append(str(result))
-            else:
-                rel = p.relative_to(base).as_posix()
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    cfa_phase_check(result.mosaic, result.cfa)
-                for wmsg in caught:
-                    warnings.warn(f"{p}: {wmsg.message}", stacklevel=2)
-                store.add(result.mosaic, cfa=result.cfa, source=rel, bits=result.bits)
-                sources.append(rel)
-            del result
-            done += 1
-            if progress is not None:
-                progress(done, len(files))
-        if not sources:
-            first = f" (first error: {errors[0]})" if errors else ""
-            raise InputError(f"{root}: none of the {len(files)} raw files could be read{first}")
-    return {"frames": len(sources), "skipped": len(errors), "seconds": time.perf_counter() - t0,
-            "errors": errors}
