@@ -79,7 +79,7 @@ def prepare_srgb(input_dir: Path = typer.Argument(..., help="Folder of images (s
                  workers: Optional[int] = typer.Option(None, help="Decoding processes (default: all cores)."),
                  force: bool = typer.Option(False, help="Overwrite OUTPUT if it exists.")):
     """Keep every readable image with both sides within [min, max], as RGB, in one store (the paper's filter)."""
-    from .io.images import prepare_srgb as run
+    from .prepare import prepare_srgb as run
     if min_size < 1 or max_size < min_size:
         raise InputError(f"--min-size/--max-size: need 1 <= min <= max, got {min_size}, {max_size}")
     hook = _hook("prepare srgb", "img")

@@ -1,14 +1,17 @@
 """``n2n-raw prepare``: a folder of data into one training store (a job, not a format).
 
 :func:`prepare_sidd` (a SIDD-Medium raw folder: thread pool, progress, CFA phase check) and
-:func:`prepare_dng` (a folder of camera raw files); the formats are read through :mod:`n2n_raw.io`.
+:func:`prepare_dng` (a folder of camera raw files) and :func:`prepare_srgb` (a folder of images through the
+paper's size filter, in worker processes); the formats are read through :mod:`n2n_raw.io`.
 """
 from __future__ import annotations
 
 import collections
 import concurrent.futures
 import itertools
+import multiprocessing
 import os
+import signal
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -16,15 +19,18 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+from PIL import Image
 
 from . import bayer
 from .errors import InputError
+from .io.atomic import check_writable
 from .io.camera_raw import find_raws, read_raw
+from .io.images import _sort_key, list_images, read_rgb
 from .io.sidd import PHONE_CFA, FrameSet, find_frames, parse_scene_name, read_frame, read_metadata
 from .io.sidd.names import _phone_of_scene
 from .io.store import StoreWriter
 
-__all__ = ["prepare_dng", "prepare_sidd"]
+__all__ = ["prepare_dng", "prepare_sidd", "prepare_srgb"]
 
 MAX_WORKERS = 8  # prepare_dng: decoded frames in flight stay bounded (a 16 MP frame is 64 MB)
 
@@ -191,3 +197,149 @@ def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int
             raise InputError(f"{root}: none of the {len(files)} raw files could be read{first}")
     return {"frames": len(sources), "skipped": len(errors), "seconds": time.perf_counter() - t0,
             "errors": errors}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# prepare srgb: the ImageNet-val filter
+
+
+def _init_worker() -> None:
+    # Ctrl-C goes to the whole process group: let the parent handle it (it terminates the pool) so the
+    # workers don't each print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _probe_and_decode(args: tuple[str, int, int]):
+    """Worker: ("ok", rgb) | ("size", (w, h)) | ("bad", message). The size comes from the header first, so
+    images that are skipped are never decoded."""
+    path, lo, hi = args
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                w, h = im.size
+    except MemoryError:
+        raise
+    except Exception as e:
+        return "bad", f"{type(e).__name__}: {e}"
+    if not (lo <= w <= hi and lo <= h <= hi):
+        return "size", (w, h)
+    try:
+        return "ok", read_rgb(path)
+    except InputError as e:
+        return "bad", str(e)
+
+
+def prepare_srgb(input_dir: str | os.PathLike, out: str | os.PathLike, *, min_size: int = 256,
+                 max_size: int = 512, workers: int | None = None, force: bool = False,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
+    """Build an sRGB training store from a folder of images (the paper's ImageNet-val filter).
+
+    Every readable image under ``input_dir`` (recursive, see :func:`list_images`) whose width AND height are
+    both within [min_size, max_size] (inclusive) is decoded to RGB (:func:`read_rgb`) and stored as one
+    uint8 (H, W, 3) item of an ``"srgb"`` store (:class:`~n2n_raw.io.store.StoreWriter`), with item attr
+    ``source`` = its path relative to ``input_dir`` (POSIX form). Items are in sorted path order whatever
+    ``workers`` is. Unreadable files (corrupt, truncated, not images) are counted and skipped.
+
+    Args:
+        input_dir: folder of images (ImageNet ``ILSVRC2012_img_val``: 50,000 JPEGs → 44,328 kept).
+        out: the HDF5 file to write; refused if it exists unless ``force``.
+        min_size, max_size: inclusive side-length bounds in pixels.
+        workers: decoding processes (default ``os.cpu_count()``); 1 decodes in this process. Memory stays
+            bounded: at most a few images per worker are in flight.
+        progress: optional ``callable(done, total)`` called after each file (total = files listed).
+    Returns:
+        ``{"kept", "skipped_size", "unreadable", "unreadable_files", "total", "seconds", "images_per_s"}``:
+        counts (int), the unreadable files' relative paths (list of str), the number of image files listed,
+        wall seconds (float), and images_per_s = files examined per second of wall time (float).
+    Raises:
+        InputError for a missing/empty folder, an existing output without ``force``, bad sizes or worker
+        counts, and when no image is kept (then no file is written). An exception (or Ctrl-C) mid-way leaves
+        neither the output nor a temporary file.
+    """
+    t0 = time.perf_counter()
+    input_dir = Path(input_dir)
+    if min_size < 1 or max_size < min_size:
+        raise InputError(f"--min-size {min_size} / --max-size {max_size}: need 1 <= min-size <= max-size")
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if workers < 1:
+        raise InputError(f"--workers {workers}: must be at least 1")
+    files = list_images(input_dir, recursive=True)
+    total = len(files)
+    workers = min(workers, total)
+    counts = {"kept": 0, "skipped_size": 0, "unreadable": 0, "unreadable_files": []}
+    sources = {"kind": "srgb-folder", "input_dir": str(input_dir), "min_size": int(min_size),
+               "max_size": int(max_size)}
+    tasks = ((str(p), int(min_size), int(max_size)) for p in files)
+
+    # The output is checked (and refused) before any decoding; the pool is started before the HDF5 file is
+    # opened so that no worker inherits an open file.
+    check_writable(out, force)
+    pool = _start_pool(workers) if workers > 1 else None
+    try:
+        with StoreWriter(out, "srgb", force=force, sources=sources) as writer:
+            _fill(writer, files, tasks, pool, workers, input_dir, counts, progress)
+            if counts["kept"] == 0:
+                raise InputError(f"{input_dir}: no readable image has both sides within [{min_size}, {max_size}] "
+                                 f"({total} files: {counts['skipped_size']} skipped by size, "
+                                 f"{counts['unreadable']} unreadable)")
+            sources.update(counts, total=total)  # stored in the file's ``sources`` attr when the store closes
+        if pool is not None:
+            pool.close()
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        raise
+    finally:
+        if pool is not None:
+            pool.join()
+
+    seconds = time.perf_counter() - t0
+    return {**counts, "total": total, "seconds": seconds, "images_per_s": total / seconds if seconds > 0 else 0.0}
+
+
+def _start_pool(workers: int):
+    return multiprocessing.get_context().Pool(workers, initializer=_init_worker)
+
+
+def _fill(writer: StoreWriter, files: list[Path], tasks, pool, workers: int, input_dir: Path, counts: dict,
+          progress) -> None:
+    """Feed every file through the probe/decoder (in ``pool`` if given) and store the results in file order."""
+    total = len(files)
+
+    def consume(done: int, path: Path, result) -> None:
+        status, value = result
+        if status == "ok":
+            writer.add(value, source=_sort_key(path, input_dir))
+            counts["kept"] += 1
+        elif status == "size":
+            counts["skipped_size"] += 1
+        else:
+            counts["unreadable"] += 1
+            counts["unreadable_files"].append(_sort_key(path, input_dir))
+        if progress is not None:
+            progress(done, total)
+
+    if pool is None:
+        for i, (path, task) in enumerate(zip(files, tasks)):
+            consume(i + 1, path, _probe_and_decode(task))
+    else:
+        _run_pool(pool, files, tasks, workers, consume)
+
+
+def _run_pool(pool, files: list[Path], tasks, workers: int, consume) -> None:
+    """Decode in ``pool`` with a bounded window of in-flight tasks (memory stays bounded however slow the
+    writer is), consuming the results in file order."""
+    window = 4 * workers
+    pending: collections.deque = collections.deque()
+    done = 0
+    for path, task in zip(files, tasks):
+        pending.append((path, pool.apply_async(_probe_and_decode, (task,))))
+        if len(pending) >= window:
+            p, r = pending.popleft()
+            done += 1
+            consume(done, p, r.get())
+    while pending:
+        p, r = pending.popleft()
+        done += 1
+        consume(done, p, r.get())
