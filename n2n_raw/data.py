@@ -246,10 +246,7 @@ def _load_raw(cfg) -> list[Item]:
             frames = []
         if frames:
             for fs in frames:
-                meta = sidd.read_metadata(fs.meta, phone_hint=_phone(fs.scene)) if fs.meta else None
-                cfa = override or (meta.cfa if meta else None)
-                if cfa is None:
-                    raise InputError(f"{fs.noisy}: no metadata file beside it; pass --cfa")
+                cfa = override or sidd.frame_cfa(fs)["cfa"]  # as `prepare sidd` reads it
                 gt = sidd.read_frame(fs.gt) if cfg.target == "supervised" and fs.gt else None
                 items.append(in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), cfa, gt))
             return items
@@ -269,11 +266,6 @@ def _load_raw(cfg) -> list[Item]:
             raise InputError(f"{path}: item {st.names[i]} is not a float (H, W) mosaic ({shape})")
         items.append(_store_item(st, i, path, str(cfa)))
     return items
-
-
-def _phone(scene: str) -> str | None:
-    parts = scene.split("_")
-    return parts[2] if len(parts) > 2 else None
 
 
 def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed: int = 1234) -> list[RawItem]:

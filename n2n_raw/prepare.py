@@ -26,8 +26,7 @@ from .errors import InputError
 from .io.atomic import check_writable
 from .io.camera_raw import find_raws, read_raw
 from .io.images import _sort_key, list_images, read_rgb
-from .io.sidd import PHONE_CFA, FrameSet, find_frames, parse_scene_name, read_frame, read_metadata
-from .io.sidd.names import _phone_of_scene
+from .io.sidd import FrameSet, find_frames, frame_cfa, read_frame
 from .io.store import StoreWriter
 
 __all__ = ["prepare_dng", "prepare_sidd", "prepare_srgb"]
@@ -102,20 +101,7 @@ def prepare_sidd(root, out, *, with_gt: bool = False, workers: int | None = None
             gt = read_frame(fs.gt)
             if gt.shape != noisy.shape:
                 raise InputError(f"{fs.gt}: shape {gt.shape} differs from its noisy frame's {noisy.shape}")
-        hint = _phone_of_scene(fs.scene)
-        if fs.meta is not None:
-            meta = read_metadata(fs.meta, phone_hint=hint)
-            info = {"cfa": meta.cfa, "cfa_source": meta.cfa_source, "phone": meta.phone, "iso": meta.iso}
-        elif hint in PHONE_CFA:
-            info = {"cfa": PHONE_CFA[hint], "cfa_source": "phone table", "phone": hint, "iso": None}
-        else:
-            raise InputError(f"{fs.noisy}: no METADATA file beside it and no SIDD phone in the folder name; "
-                             f"cannot tell its CFA")
-        if info["iso"] is None:
-            try:
-                info["iso"] = parse_scene_name(fs.scene)["iso"]
-            except InputError:
-                pass
+        info = frame_cfa(fs)
         return fs, noisy, gt, info
 
     total = len(jobs)

@@ -1,6 +1,7 @@
 """The synthetic SIDD world (n2n_raw.sidd_synth) and `prepare sidd` on it (n2n_raw.prepare.prepare_sidd)."""
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,3 +236,23 @@ def test_prepare_sidd_bad_frame_leaves_no_store(world, tmp_path):
         prepare_sidd(root, out, workers=2)
     assert str(info.value).startswith(str(bad))
     assert not out.exists() and list(tmp_path.glob(".out.h5*")) == []
+
+
+def test_training_and_prepare_read_a_folder_alike(tmp_path):
+    """One function (sidd.frame_cfa) tells a frame's CFA to both `prepare sidd` and `train --data FOLDER`:
+    with a METADATA file removed, both fall back to the scene name's phone and agree frame by frame."""
+    from n2n_raw.config import TrainConfig
+    from n2n_raw.data import load_source
+    w = ss.make_sidd_world(tmp_path / "w", frame_size=(132, 132), n_images=2, blocks_per_image=1, block_size=32,
+                           seed=5)
+    data = tmp_path / "data"
+    shutil.copytree(w["data"], data)
+    gone = sorted(data.glob("*/*_METADATA_RAW_010.MAT"))[1]
+    gone.unlink()
+    prepare_sidd(data, tmp_path / "s.h5")
+    st = Store(tmp_path / "s.h5")
+    stored = {Path(st.attrs(i)["source"]).name: st.attrs(i)["cfa"] for i in range(len(st))}
+    assert "phone table" in {st.attrs(i)["cfa_source"] for i in range(len(st))}
+    src = load_source(TrainConfig(mode="raw", data=str(data), patch_size=128, device="cpu").resolved())
+    trained = {Path(it.name).name: it.cfa for it in src.items}
+    assert trained == stored and len(trained) == 10  # 5 scenes × 2 captures

@@ -30,7 +30,7 @@ from __future__ import annotations
 from .blocks import (POSITIONS_FILE, check_block_positions, positions_beside, read_block_positions, read_blocks,
                      read_checked_blocks)
 from .frames import FrameSet, find_frames, read_frame
-from .metadata import SiddMeta, cfa_from_codes, read_metadata
+from .metadata import SiddMeta, cfa_from_codes, frame_cfa, read_metadata
 from .names import (BLOCK_SCENES, BLOCK_VARIABLES, CFAS, MAKE_TO_PHONE, PHONE_CFA, block_cfas, check_cfa,
                     parse_scene_name, phone_from_make)
 from .submission import (OPTIONAL_FIELDS, read_submission, verify_submission, write_submission_csv,
@@ -44,7 +44,7 @@ __all__ = [
     # frames
     "read_frame", "FrameSet", "find_frames",
     # metadata
-    "SiddMeta", "cfa_from_codes", "read_metadata",
+    "SiddMeta", "cfa_from_codes", "read_metadata", "frame_cfa",
     # blocks
     "read_blocks", "read_block_positions", "POSITIONS_FILE", "positions_beside", "check_block_positions",
     "read_checked_blocks",

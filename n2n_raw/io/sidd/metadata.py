@@ -8,7 +8,7 @@ import numpy as np
 
 from ...errors import InputError
 from ._mat import _existing_file, _is_hdf5, _loadmat, _whosmat
-from .names import CFAS, PHONE_CFA, phone_from_make
+from .names import CFAS, PHONE_CFA, _phone_of_scene, parse_scene_name, phone_from_make
 
 
 @dataclasses.dataclass
@@ -176,3 +176,28 @@ def read_metadata(path, phone_hint: str | None = None) -> SiddMeta:
         black_level=tuple(float(v) for v in black) if black is not None else None,
         white_level=_scalar(_field(md, "WhiteLevel")),
     )
+
+
+def frame_cfa(fs) -> dict:
+    """What a SIDD scene folder says of one frame's mosaic: ``{"cfa", "cfa_source", "phone", "iso"}``.
+
+    The CFA comes from the frame's METADATA file when there is one, else from the phone named in the scene
+    folder (SIDD's five phones each have one CFA); the ISO from the metadata, else the scene name (or None).
+    Used by both ``prepare sidd`` and ``train --data FOLDER``, so the two read a folder alike.
+    ``fs``: a :class:`~n2n_raw.io.sidd.frames.FrameSet`. Raises InputError when neither tells the CFA.
+    """
+    hint = _phone_of_scene(fs.scene)
+    if fs.meta is not None:
+        meta = read_metadata(fs.meta, phone_hint=hint)
+        info = {"cfa": meta.cfa, "cfa_source": meta.cfa_source, "phone": meta.phone, "iso": meta.iso}
+    elif hint in PHONE_CFA:
+        info = {"cfa": PHONE_CFA[hint], "cfa_source": "phone table", "phone": hint, "iso": None}
+    else:
+        raise InputError(f"{fs.noisy}: no METADATA file beside it and no SIDD phone in the folder name; "
+                         f"cannot tell its CFA (pass --cfa)")
+    if info["iso"] is None:
+        try:
+            info["iso"] = parse_scene_name(fs.scene)["iso"]
+        except InputError:
+            pass
+    return info
