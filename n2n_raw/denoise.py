@@ -56,7 +56,6 @@ class Loaded:
     "camera-raw" (DNG or any Bayer raw: float32 (H, W) mosaic, black 0 and white 1, unclipped), "npy-mosaic"
     ((H, W), CFA from the caller) or "sidd-mat" ((H, W) in [0, 1], CFA from its METADATA file).
     """
-    path: Path | None
     kind: str
     array: np.ndarray
     cfa: str | None = None
@@ -71,18 +70,18 @@ def read_input(path: str | Path, mode: str, cfa: str | None = None) -> Loaded:
     suffix = path.suffix.lower()
     if mode == "srgb":
         if suffix == ".npy":
-            return Loaded(path, "rgb-npy", load_npy(path, 3, "float32 (H, W, 3)"))
+            return Loaded("rgb-npy", load_npy(path, 3, "float32 (H, W, 3)"))
         from .io.images import is_image_file, read_rgb
         if not is_image_file(path):
             raise InputError(f"{path}: not an image or .npy file (sRGB checkpoint)")
-        return Loaded(path, "rgb", read_rgb(path).astype(np.float32) / 255.0)
+        return Loaded("rgb", read_rgb(path).astype(np.float32) / 255.0)
     override = check_cfa(cfa) if cfa else None
     from .io import dng
     if suffix in dng.RAW_SUFFIXES:
         r = dng.read_raw(path, clip=False)  # as training saw it: noise below black kept, dark means unbiased
-        return Loaded(path, "camera-raw", r.mosaic, override or r.cfa)
+        return Loaded("camera-raw", r.mosaic, override or r.cfa)
     if suffix == ".npy":
-        return Loaded(path, "npy-mosaic", load_npy(path, 2, "a float32 (H, W) Bayer mosaic"), override)
+        return Loaded("npy-mosaic", load_npy(path, 2, "a float32 (H, W) Bayer mosaic"), override)
     if suffix == ".mat":
         from .io import sidd
         m = sidd.read_frame(path)
@@ -91,9 +90,14 @@ def read_input(path: str | Path, mode: str, cfa: str | None = None) -> Loaded:
             if meta_path == path or not meta_path.is_file():
                 raise InputError(f"{path}: no metadata file {meta_path.name} beside it; pass --cfa")
             override = sidd.read_metadata(meta_path).cfa
-        return Loaded(path, "sidd-mat", m, override)
+        return Loaded("sidd-mat", m, override)
     raise InputError(f"{path}: unsupported input for a raw checkpoint (expected a camera raw file such as "
                      f".dng/.nef/.cr2, a .npy mosaic or a SIDD .MAT frame)")
+
+
+#: What each kind of input (:class:`Loaded`) is written as.
+OUTPUTS = {"rgb": (".png",), "rgb-npy": (".npy",), "camera-raw": (".dng", ".png"), "npy-mosaic": (".npy",),
+           "sidd-mat": (".npy",)}
 
 
 def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | None = None, *,
@@ -135,15 +139,8 @@ def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, 
     Every output path is checked before any work, so nothing is overwritten without ``force``.
     """
     path, out_dir = Path(path), Path(out_dir)
-    mode = meta.get("mode")
-    suffix = path.suffix.lower()
-    if mode == "srgb":
-        names = [f"{path.stem}.npy" if suffix == ".npy" else f"{path.stem}.png"]
-    else:
-        from .io.dng import RAW_SUFFIXES
-        names = [f"{path.stem}.dng", f"{path.stem}.png"] if suffix in RAW_SUFFIXES else [f"{path.stem}.npy"]
-    inp = read_input(path, mode, cfa)
-    targets = [check_writable(out_dir / n, force) for n in names]
+    inp = read_input(path, meta.get("mode"), cfa)
+    targets = [check_writable(out_dir / f"{path.stem}{suffix}", force) for suffix in OUTPUTS[inp.kind]]
     y = denoise_array(model, meta, inp.array, inp.cfa, tile=tile, device=device, precision=precision, log=log,
                       name=str(path))
     pixels = inp.array.shape[0] * inp.array.shape[1]

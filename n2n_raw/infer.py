@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from . import bayer
-from .accel import autocast, inference_precision
+from .accel import autocast, host_available_bytes, inference_precision
 
 MULT = 32
 
@@ -99,15 +99,7 @@ def available_memory(device: torch.device | str) -> int:
     device = torch.device(device)
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    avail = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
+    avail = host_available_bytes()
     if avail is None:
         try:
             avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
