@@ -91,7 +91,19 @@ def srgb_task(tmp: Path, validation: Path = VALIDATION, crop: int = 256):
     return str(train_dir), evaluator, noisy_psnr, {"batch_size": 4, "patch_size": 64, "noise": "gauss25"}
 
 
-def raw_task(tmp: Path):
+def raw_training_store(path: Path, count: int) -> str:
+    """A store of ``count`` mosaics of the built-in training set's recipe (the first 10 are the built-in set),
+    each with its clean mosaic: more (noisy, clean) pairs for the supervised ceiling."""
+    from n2n_raw.data import default_raw_items
+    from n2n_raw.io.store import StoreWriter
+    with StoreWriter(path, "raw") as w:
+        for it in default_raw_items(count):
+            h, wd = it.shape
+            w.add(it.crop(0, 0, h, wd), it.gt(0, 0, h, wd), cfa=it.cfa)
+    return str(path)
+
+
+def raw_task(tmp: Path, mosaics: int = 10):
     from n2n_raw.infer import denoise_blocks
     from n2n_raw.io.sidd import block_cfas, read_blocks
     from n2n_raw.sidd_synth import make_sidd_world
@@ -108,7 +120,8 @@ def raw_task(tmp: Path):
             return float(np.mean([metrics.psnr(np.clip(p, 0, 1), g, 1.0) for p, g in
                                   zip(pred.reshape(-1, *pred.shape[2:]), gt.reshape(-1, *gt.shape[2:]))])), 0.0
         return run
-    return None, evaluator, noisy_psnr, {"batch_size": 4, "patch_size": 128}
+    data = None if mosaics == 10 else raw_training_store(tmp / "raw_train.h5", mosaics)
+    return data, evaluator, noisy_psnr, {"batch_size": 4, "patch_size": 128}
 
 
 def main() -> None:
@@ -118,6 +131,8 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=100, help="steps; must divide --steps/--epochs evenly")
     ap.add_argument("--epochs", type=int, default=100, help="nominal epochs the schedule is laid over")
     ap.add_argument("--variants", default="kaiming,standard,paper")
+    ap.add_argument("--raw-mosaics", type=int, default=10,
+                    help="raw training mosaics (10: the built-in set; more: a store of the same recipe)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "convergence")
@@ -134,7 +149,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as td:
         for task in tasks:
             data, make_eval, noisy_psnr, opts = (srgb_task(Path(td), args.validation) if task == "srgb"
-                                                 else raw_task(Path(td)))
+                                                 else raw_task(Path(td), args.raw_mosaics))
             print(f"[{task}] noisy input PSNR {noisy_psnr:.2f} dB")
             for name in args.variants.split(","):
                 cfg = TrainConfig(mode=task, data=data, steps=args.steps, epochs=args.epochs, seed=args.seed,
