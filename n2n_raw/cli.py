@@ -4,16 +4,20 @@ Every command is a thin layer over ``n2n_raw``; see the README for examples and 
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import json
 import os
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from .config import TrainConfig  # no torch: train --help is built from its fields
 from .errors import InputError
 from .fit import FIT_DEFAULTS  # light: --help shows fit's defaults without importing torch
 
@@ -122,98 +126,75 @@ def prepare_dng(input_dir: Path = typer.Argument(..., help="Folder of camera raw
 
 # --------------------------------------------------------------------------------------------- train
 
+def config_options(config_cls, before: list[inspect.Parameter], after: list[inspect.Parameter]):
+    """Give a command one option per field of ``config_cls`` made with :func:`n2n_raw.config.option`: name, type,
+    default and help come from the field (the config is their one source), between the command's own
+    ``before`` and ``after`` parameters. The command takes the options as ``**options``."""
+    hints = typing.get_type_hints(config_cls)
+    params = list(before)
+    for f in dataclasses.fields(config_cls):
+        if "help" not in f.metadata:
+            continue
+        m, kind = f.metadata, hints[f.name]
+        args = typing.get_args(kind)
+        base = next(a for a in args if a is not type(None)) if type(None) in args else kind  # X | None → X
+        if typing.get_origin(base) is tuple:
+            kind = List[Path] if m["path"] else List[typing.get_args(base)[0]]
+        else:
+            base = Path if m["path"] else base
+            kind = Optional[base] if f.default is None or m.get("cli_default", 0) is None else base
+        default = m.get("cli_default", f.default)
+        default = list(default) if isinstance(default, tuple) else default
+        names = (f"--{f.name.replace('_', '-')}",) if m["flag"] else ()
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
+                                        default=typer.Option(default, *names, help=m["help"])))
+    params += after
+
+    def decorate(fn):
+        fn.__signature__ = inspect.Signature(params)
+        fn.__annotations__ = {p.name: p.annotation for p in params if p.annotation is not inspect.Parameter.empty}
+        return fn
+    return decorate
+
+
+def _kw(name: str, annotation, option) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=option)
+
+
 @app.command()
 @handles_errors
-def train(ctx: typer.Context,
-          mode: Optional[str] = typer.Option(None, help="srgb or raw (with --resume: the run's own)."),
-          out: Path = typer.Option(..., help="Run folder: config.json, metrics.csv, checkpoints."),
-          data: Optional[Path] = typer.Option(None, help="Store from `prepare`, or a folder of images (srgb) / "
-                                              "SIDD MAT or DNG files (raw). Default: built-in synthetic data."),
-          noise: str = typer.Option("gauss25", help="srgb: gauss25, gauss5_50, poisson30, poisson5_50."),
-          target: str = typer.Option("n2n", help="n2n (self-supervised, the default) or supervised: noisy → clean "
-                                     "MSE with the same U-Net, data, schedule and seed, the ceiling N2N is measured "
-                                     "against. Needs clean data: srgb has it by construction (noise is added per "
-                                     "step); raw needs GT frames (`prepare sidd --with-gt`, or the built-in data)."),
-          epochs: int = typer.Option(100, help="Nominal epochs E (Λ ramp and LR halvings at 0.2E..0.8E)."),
-          steps: Optional[int] = typer.Option(None, help="Total optimiser steps, split into E nominal epochs "
-                                              "(fewer steps than E: E = steps). Default: an epoch is one pass over "
-                                              "the data."),
-          batch_size: int = typer.Option(4, help="Per-process batch (paper: 4)."),
-          patch_size: int = typer.Option(256, help="Crop side in input pixels (raw: mosaic pixels); multiple "
-                                         "of 64 (srgb) / 128 (raw)."),
-          lr: Optional[float] = typer.Option(None, help="Adam LR. Default: paper's 3e-4 (srgb), 1e-4 (raw, "
-                                             "from secondary summaries of the paper)."),
-          lr_rule: str = typer.Option("sqrt", help="LR for a global batch B ≠ 4 (DDP or --batch-size): "
-                                      "lr·sqrt(B/4) (sqrt), lr·B/4 (linear) or lr (none)."),
-          increase_ratio: Optional[float] = typer.Option(None, help="γ of Λ = epoch/E·γ. Default 2 (srgb, "
-                                                         "reference code), 1 (raw, as reported)."),
-          lambda1: float = typer.Option(1.0, help="Weight of the reconstruction term."),
-          lambda2: float = typer.Option(1.0, help="Weight of the regulariser."),
-          seed: int = typer.Option(0, help="Seed of everything random (a CPU run is reproducible)."),
-          init: str = typer.Option("kaiming", help="kaiming (He init, the paper's without its ×0.1: fastest to "
-                                   "denoise), standard (PyTorch's default) or paper (Kaiming ×0.1 as the "
-                                   "reference; use it to reproduce the paper's tables)."),
-          residual: bool = typer.Option(False, "--residual", help="Output skip f(y) = y + net(y) (not in the paper)."),
-          val: List[Path] = typer.Option([], help="srgb validation folders (paper protocol), repeatable."),
-          val_repeat: Optional[int] = typer.Option(None, help="Override the paper's repeats per folder."),
-          val_noisy: Optional[Path] = typer.Option(None, help="raw: ValidationNoisyBlocksRaw.mat."),
-          val_gt: Optional[Path] = typer.Option(None, help="raw: ValidationGtBlocksRaw.mat."),
-          val_every: int = typer.Option(1, help="Validate every N epochs (0: never)."),
-          cfa_mode: str = typer.Option("rggb", help="raw: rggb (unify to R,G1,G2,B; Liu et al. 2019) or "
-                                       "positional (pack by 2×2 position, as published pipelines did)."),
-          cfa: Optional[str] = typer.Option(None, help="raw: override the CFA of every training input (not of "
-                                            "the validation blocks: see --val-cfa)."),
-          val_cfa: Optional[str] = typer.Option(None, help="raw: override the CFA of the validation blocks "
-                                                "(default: SIDD's 40-scene table)."),
-          augment: bool = typer.Option(False, help="raw: Bayer-preserving flips/transposes (not in the paper)."),
-          precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32."),
-          compile: str = typer.Option("auto", help="torch.compile the loss step and its backward as one graph: "
-                                      "auto (on CUDA), on, off."),
-          cuda_graphs: str = typer.Option("auto", help="Replay the compiled step as CUDA graphs: auto (one CUDA GPU, "
-                                          "batch <= 16), on, off."),
-          data_on_device: str = typer.Option("auto", help="Where the training set lives: on (device memory, crops "
-                                             "cut there), pinned (pinned host memory), off (host crops per step), "
-                                             "auto (CUDA: on if it fits in half the free memory, else pinned; "
-                                             "CPU: off)."),
-          log_every: int = typer.Option(50, help="Steps between metrics rows."),
-          ckpt_every: int = typer.Option(0, help="Also checkpoint every N steps (0: epoch ends only)."),
-          keep_checkpoints: int = typer.Option(3, help="Checkpoints kept (0: all)."),
-          tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to RUN_DIR/tensorboard "
-                                           "(pip install 'n2n-raw[tensorboard]')."),
-          resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-          force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out."),
-          device: str = typer.Option("auto", help="auto, cpu or cuda.")):
+@config_options(
+    TrainConfig,
+    before=[inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+            _kw("out", Path, typer.Option(..., help="Run folder: config.json, metrics.csv, checkpoints."))],
+    after=[_kw("resume", bool, typer.Option(False, "--resume", help="Continue the run in --out from its last "
+                                            "checkpoint.")),
+           _kw("force", bool, typer.Option(False, "--force", help="Start over in a non-empty --out."))])
+def train(ctx: typer.Context, out: Path, resume: bool, force: bool, **options):
     """Train a Neighbor2Neighbor U-Net (paper defaults; see the README for every default's source), or with
     --target supervised the same U-Net on noisy → clean pairs."""
-    from .config import TrainConfig
     from .train import train as run
     if resume and force:
         raise InputError("--resume and --force: choose one")
-    if mode is None:
+    if options["mode"] is None:
         if not resume:
             raise InputError("--mode: required (srgb or raw)")
-        mode = "srgb"  # placeholder: train() takes the run's own config.json
-    for p in [data, val_noisy, val_gt, *val]:
-        if p is not None and not p.exists():
-            raise InputError(f"{p}: no such file or folder")
-    cfg = TrainConfig(mode=mode, data=str(data) if data else None, noise=noise, target=target, epochs=epochs, steps=steps,
-                      batch_size=batch_size, patch_size=patch_size, lr=lr, lr_rule=lr_rule, increase_ratio=increase_ratio,
-                      lambda1=lambda1, lambda2=lambda2, seed=seed, init=init, residual=residual, cfa_mode=cfa_mode, cfa=cfa,
-                      augment=augment, val_cfa=val_cfa, val=tuple(str(v) for v in val), val_repeat=val_repeat,
-                      val_noisy=str(val_noisy) if val_noisy else None, val_gt=str(val_gt) if val_gt else None,
-                      val_every=val_every, device=device, precision=precision, compile=compile, cuda_graphs=cuda_graphs,
-                      data_on_device=data_on_device,
-                      log_every=max(1, log_every), ckpt_every=ckpt_every, keep_checkpoints=keep_checkpoints,
-                      tensorboard=tensorboard)
-    import dataclasses
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    given = {n for n in fields if n in ctx.params and  # options typed by the user, not left at their defaults
-             getattr(ctx.get_parameter_source(n), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+        options["mode"] = "srgb"  # placeholder: train() takes the run's own config.json
+    for name, value in options.items():
+        paths = value if isinstance(value, list) else [value]
+        for p in paths:
+            if isinstance(p, Path) and not p.exists():
+                raise InputError(f"{p}: no such file or folder")
+    cfg = TrainConfig(**{n: tuple(str(p) for p in v) if isinstance(v, list) else str(v) if isinstance(v, Path)
+                         else v for n, v in options.items()})
+    given = {n for n in options  # options typed by the user, not left at their defaults
+             if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
     summary = run(cfg, out, resume=resume, force=force, log=lambda s: typer.echo(s, err=True), given=given)
     if summary["rank"] != 0:  # DDP: rank 0 reports
         return
     val_txt = f", validation PSNR {summary['val_psnr']:.2f} dB" if summary.get("val_psnr") is not None else ""
-    _out(f"{out}: {summary['steps']} steps in {summary['seconds']:.1f} s, final loss {summary['loss'] if summary.get('loss') is None else format(summary['loss'], '.6f')}{val_txt}")
+    loss = "None" if summary.get("loss") is None else format(summary["loss"], ".6f")
+    _out(f"{out}: {summary['steps']} steps in {summary['seconds']:.1f} s, final loss {loss}{val_txt}")
 
 
 # --------------------------------------------------------------------------------------------- fit

@@ -12,10 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .accel import CHOICES, STORAGES
 from .errors import InputError
-from .noise import NOISES
-from .unet import INITS
 
 MODES = ("srgb", "raw")
 TARGETS = ("n2n", "supervised")
@@ -30,49 +27,89 @@ def _tristate(v):
     return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
 
+def option(default, help: str, *, flag: bool = False, path: bool = False, cli_default=dataclasses.MISSING):
+    """A field that is also a ``n2n-raw train`` option: the CLI builds the option from the field's name, type,
+    default and this ``help`` (one source for both, see ``n2n_raw.cli.config_options``).
+
+    ``flag``: a bool given as ``--name`` alone. ``path``: the CLI takes a path (checked to exist) and stores it
+    as a string. ``cli_default``: the CLI's default where it differs (``mode``: required unless --resume).
+    Fields made with plain ``field`` or a bare default are not on the CLI.
+    """
+    meta = {"help": help, "flag": flag, "path": path}
+    if cli_default is not dataclasses.MISSING:
+        meta["cli_default"] = cli_default
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    mode: str = "srgb"
-    data: str | None = None              # store (.h5), folder, or None for the built-in default data
-    photos: tuple[str, ...] = ()         # raw: camera raw files to train on, instead of data (`n2n-raw fit`)
-    noise: str = "gauss25"               # sRGB only
-    target: str = "n2n"                  # "supervised": noisy → clean MSE (needs clean data; the ceiling)
-    epochs: int = 100                    # E nominal epochs (Λ ramp and LR milestones)
-    steps: int | None = None             # None: an epoch is one pass over the data
-    batch_size: int = 4
-    patch_size: int = 256                # input pixels (raw: mosaic pixels, packed to half)
-    lr: float | None = None              # None: the paper's default for the mode
-    increase_ratio: float | None = None  # None: the paper's default for the mode
-    lr_rule: str = "sqrt"                # LR for global batch B: lr·sqrt(B/4) ("sqrt"), lr·B/4 ("linear"), lr ("none")
-    lambda1: float = 1.0
-    lambda2: float = 1.0
-    seed: int = 0
-    init: str = "kaiming"                # "paper" = Kaiming ×0.1 (see README: time to quality)
-    residual: bool = False               # output skip f(y) = y + net(y) (not in the paper)
-    cfa_mode: str = "rggb"               # raw: unify to R, G1, G2, B ("rggb") or pack by position
-    cfa: str | None = None               # raw: override the CFA of every input
-    augment: bool = False                # raw: Bayer-preserving flips/transposes (off in the paper)
-    val: tuple[str, ...] = ()            # sRGB validation folders (paper protocol)
-    val_repeat: int | None = None        # None: the paper's repeat per folder name
-    val_noisy: str | None = None         # raw validation block files
-    val_gt: str | None = None
-    val_cfa: str | None = None           # raw: override the validation blocks' CFA (default: the 40-scene table)
-    val_every: int = 1                   # validate every N epochs (0: never)
-    device: str = "auto"
-    precision: str = "auto"              # auto: bf16 on CUDA, fp32 on CPU
-    compile: str = "auto"                # torch.compile the loss step (auto: on CUDA); see accel.py
-    cuda_graphs: str = "auto"            # replay the compiled step as CUDA graphs (auto: CUDA, batch <= 16)
-    data_on_device: str = "auto"         # training set on the device / in pinned memory / off (auto: CUDA, fits)
-    log_every: int = 50                  # steps between metrics rows
-    ckpt_every: int = 0                  # extra checkpoints every N steps (0: epoch ends only)
-    keep_checkpoints: int = 3
-    tensorboard: bool = False            # also log scalars to RUN_DIR/tensorboard (optional extra)
+    mode: str = option("srgb", "srgb or raw (with --resume: the run's own).", cli_default=None)
+    data: str | None = option(
+        None, "Store from `prepare`, or a folder of images (srgb) / SIDD MAT or DNG files (raw). Default: built-in "
+        "synthetic data.", path=True)
+    photos: tuple[str, ...] = ()  # raw: camera raw files to train on, instead of data (`n2n-raw fit`)
+    noise: str = option("gauss25", "srgb: gauss25, gauss5_50, poisson30, poisson5_50.")
+    target: str = option(
+        "n2n", "n2n (self-supervised, the default) or supervised: noisy → clean MSE with the same U-Net, data, "
+        "schedule and seed, the ceiling N2N is measured against. Needs clean data: srgb has it by construction "
+        "(noise is added per step); raw needs GT frames (`prepare sidd --with-gt`, or the built-in data).")
+    epochs: int = option(100, "Nominal epochs E (Λ ramp and LR halvings at 0.2E..0.8E).")
+    steps: int | None = option(
+        None, "Total optimiser steps, split into E nominal epochs (fewer steps than E: E = steps). Default: an "
+        "epoch is one pass over the data.")
+    batch_size: int = option(4, "Per-process batch (paper: 4).")
+    patch_size: int = option(256, "Crop side in input pixels (raw: mosaic pixels, packed to half); multiple of "
+                                  "64 (srgb) / 128 (raw).")
+    lr: float | None = option(None, "Adam LR. Default: paper's 3e-4 (srgb), 1e-4 (raw, from secondary summaries "
+                                    "of the paper).")
+    lr_rule: str = option("sqrt", "LR for a global batch B ≠ 4 (DDP or --batch-size): lr·sqrt(B/4) (sqrt), "
+                                  "lr·B/4 (linear) or lr (none).")
+    increase_ratio: float | None = option(None, "γ of Λ = epoch/E·γ. Default 2 (srgb, reference code), 1 (raw, "
+                                                "as reported).")
+    lambda1: float = option(1.0, "Weight of the reconstruction term.")
+    lambda2: float = option(1.0, "Weight of the regulariser.")
+    seed: int = option(0, "Seed of everything random (a CPU run is reproducible).")
+    init: str = option(
+        "kaiming", "kaiming (He init, the paper's without its ×0.1: fastest to denoise), standard (PyTorch's "
+        "default) or paper (Kaiming ×0.1 as the reference; use it to reproduce the paper's tables).")
+    residual: bool = option(False, "Output skip f(y) = y + net(y) (not in the paper).", flag=True)
+    cfa_mode: str = option("rggb", "raw: rggb (unify to R,G1,G2,B; Liu et al. 2019) or positional (pack by 2×2 "
+                                   "position, as published pipelines did).")
+    cfa: str | None = option(None, "raw: override the CFA of every training input (not of the validation "
+                                   "blocks: see --val-cfa).")
+    augment: bool = option(False, "raw: Bayer-preserving flips/transposes (not in the paper).", flag=True)
+    val: tuple[str, ...] = option((), "srgb validation folders (paper protocol), repeatable.", path=True)
+    val_repeat: int | None = option(None, "Override the paper's repeats per folder.")
+    val_noisy: str | None = option(None, "raw: ValidationNoisyBlocksRaw.mat.", path=True)
+    val_gt: str | None = option(None, "raw: ValidationGtBlocksRaw.mat.", path=True)
+    val_cfa: str | None = option(None, "raw: override the CFA of the validation blocks (default: SIDD's 40-scene "
+                                       "table).")
+    val_every: int = option(1, "Validate every N epochs (0: never).")
+    device: str = option("auto", "auto, cpu or cuda.")
+    precision: str = option("auto", "auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32.")
+    compile: str = option("auto", "torch.compile the loss step and its backward as one graph: auto (on CUDA), "
+                                  "on, off.")
+    cuda_graphs: str = option("auto", "Replay the compiled step as CUDA graphs: auto (one CUDA GPU, batch <= 16), "
+                                      "on, off.")
+    data_on_device: str = option(
+        "auto", "Where the training set lives: on (device memory, crops cut there), pinned (pinned host memory), "
+        "off (host crops per step), auto (CUDA: on if it fits in half the free memory, else pinned; CPU: off).")
+    log_every: int = option(50, "Steps between metrics rows.")
+    ckpt_every: int = option(0, "Also checkpoint every N steps (0: epoch ends only).")
+    keep_checkpoints: int = option(3, "Checkpoints kept beside the best one (0: all).")
+    tensorboard: bool = option(False, "Also log to RUN_DIR/tensorboard (pip install 'n2n-raw[tensorboard]').",
+                               flag=True)
     pictures: bool = True                # curves.png and comparison.png in the run folder at the end
     default_data_size: int = 64          # images (sRGB) in the built-in default set
     extra: dict = field(default_factory=dict)
 
     def resolved(self) -> "TrainConfig":
         """Fill mode-dependent defaults and validate; raises InputError naming the option."""
+        # Imported here: the choices live beside the torch code they name, and the CLI reads this module's
+        # fields (its --help) without loading torch.
+        from .accel import CHOICES, STORAGES
+        from .noise import NOISES
+        from .unet import INITS
         compile_ = _tristate(self.compile)  # runs saved while --compile was a flag hold a bool
         d = PAPER_DEFAULTS.get(self.mode)
         if d is None:
@@ -113,6 +150,7 @@ class TrainConfig:
             self,
             epochs=self.short_run_epochs(),
             compile=compile_,
+            log_every=max(1, self.log_every),
             lr=self.lr if self.lr is not None else d["lr"],
             increase_ratio=self.increase_ratio if self.increase_ratio is not None else d["increase_ratio"],
             val=tuple(self.val),

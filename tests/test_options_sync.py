@@ -1,41 +1,93 @@
-"""`n2n-raw train`'s options and TrainConfig's fields are written in two places (the CLI and config.py):
-this test fails the moment their names or defaults drift apart."""
+"""`n2n-raw train`'s options are built from TrainConfig's fields (`config.option` → `cli.config_options`): one
+source for names, types, defaults and help. These tests prove the built command matches the fields, and that
+a field added to a config appears on its command with nothing else written."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
 
+import pytest
+import typer
 import typer.main
+from typer.testing import CliRunner
 
-from n2n_raw.cli import app
-from n2n_raw.config import TrainConfig
+from n2n_raw.cli import app, config_options
+from n2n_raw.config import TrainConfig, option
 
-# Fields a user does not set on `train`: set by other commands (fit's photos) or by benchmarks and tests.
-NOT_ON_THE_CLI = {"photos", "pictures", "default_data_size", "extra"}
+RUN_CONTROLS = {"ctx", "out", "resume", "force"}  # the command's own: where the run goes, how to treat it
 
 
-def _train_params() -> dict:
-    cmd = typer.main.get_command(app).commands["train"]
+def _params(application, name=None) -> dict:
+    cmd = typer.main.get_command(application)
+    cmd = cmd.commands[name] if name else cmd
     return {p.name: p for p in cmd.params}
 
 
-def test_every_config_field_is_a_train_option_with_the_same_default():
-    params, defaults = _train_params(), TrainConfig()
+def test_train_options_are_exactly_the_config_fields_with_help():
+    on_cli = {f.name for f in dataclasses.fields(TrainConfig) if "help" in f.metadata}
+    assert set(_params(app, "train")) - RUN_CONTROLS == on_cli
+    # Fields without help are set by other commands, benchmarks and tests, never by `train`.
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - on_cli == {"photos", "pictures",
+                                                                          "default_data_size", "extra"}
+
+
+def test_train_options_take_default_help_and_flag_from_the_field():
+    params, defaults = _params(app, "train"), TrainConfig()
     for f in dataclasses.fields(TrainConfig):
-        if f.name in NOT_ON_THE_CLI:
+        if "help" not in f.metadata:
             continue
-        assert f.name in params, f"TrainConfig.{f.name} has no `train --{f.name.replace('_', '-')}` option"
-        cli_default, cfg_default = params[f.name].default, getattr(defaults, f.name)
-        if isinstance(cfg_default, tuple):
-            cli_default = tuple(cli_default or ())
-        if f.name == "mode":  # the CLI asks for it (None: required unless --resume); the config's is a placeholder
-            assert cli_default is None
-            continue
-        assert cli_default == cfg_default, f"--{f.name.replace('_', '-')}: CLI default {cli_default!r}, " \
-                                           f"TrainConfig default {cfg_default!r}"
+        p, flag = params[f.name], f"--{f.name.replace('_', '-')}"
+        assert p.help == f.metadata["help"]
+        assert p.opts == [flag], p.opts
+        want = f.metadata.get("cli_default", getattr(defaults, f.name))
+        got = tuple(p.default or ()) if isinstance(want, tuple) else p.default
+        assert got == want, f"{flag}: CLI default {got!r}, TrainConfig default {want!r}"
+        assert p.is_flag == f.metadata["flag"], flag
+    assert params["mode"].default is None  # asked for: required unless --resume takes the run's own
 
 
-def test_every_train_option_is_a_config_field_or_a_run_control():
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    run_controls = {"out", "resume", "force"}  # where the run goes and how to treat an existing one
-    extra = set(_train_params()) - fields - run_controls
-    assert not extra, f"train options that TrainConfig does not know: {sorted(extra)}"
+def test_a_new_field_appears_on_its_command_with_type_default_and_help(tmp_path):
+    @dataclass(frozen=True)
+    class Toy:
+        size: int = option(3, "How big.")
+        name: str | None = option(None, "A name.")
+        folder: str | None = option(None, "A folder.", path=True)
+        inputs: tuple[str, ...] = option((), "Inputs, repeatable.", path=True)
+        loud: bool = option(False, "Shout.", flag=True)
+        hidden: int = 5
+
+    seen = {}
+    toy = typer.Typer(add_completion=False)
+
+    @toy.command()
+    @config_options(Toy, before=[], after=[])
+    def run(**options):
+        seen.update(options)
+
+    params = _params(toy)
+    assert set(params) == {"size", "name", "folder", "inputs", "loud"}
+    assert params["size"].help == "How big." and params["size"].default == 3
+    runner = CliRunner()
+    r = runner.invoke(toy, [])
+    assert r.exit_code == 0, r.output
+    assert seen == {"size": 3, "name": None, "folder": None, "inputs": [], "loud": False}
+    r = runner.invoke(toy, ["--size", "7", "--name", "x", "--folder", str(tmp_path), "--inputs", "a",
+                            "--inputs", "b", "--loud"])
+    assert r.exit_code == 0, r.output
+    assert seen == {"size": 7, "name": "x", "folder": tmp_path, "inputs": [Path("a"), Path("b")], "loud": True}
+    r = runner.invoke(toy, ["--size", "big"])
+    assert r.exit_code == 2 and "size" in r.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--mode", "raw", "--data", "missing.h5"], "missing.h5: no such file or folder"),
+    (["--mode", "srgb", "--val", "nowhere"], "nowhere: no such file or folder"),
+    (["--mode", "raw", "--resume", "--force"], "--resume and --force: choose one"),
+    ([], "--mode: required"),
+])
+def test_train_refuses_bad_options_in_one_line(tmp_path, args, message):
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), *args])
+    assert r.exit_code == 2
+    assert message in r.output
+    assert not (tmp_path / "run").exists()
