@@ -414,7 +414,7 @@ def demo(out: Path = typer.Option(Path("n2n-demo"), help="Folder for the demo's 
 @handles_errors
 def info(path: Path = typer.Argument(..., help="Run folder or checkpoint.")):
     """Print a run's (or checkpoint's) configuration, progress, metrics and checkpoints."""
-    from .runinfo import describe
+    from .runfolder import describe
     _out(describe(path))
 
 

@@ -10,6 +10,7 @@ blocks ×255 (float); means over all blocks.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 
 from . import infer, metrics
 from .accel import autocast, inference_precision, place_model
+from .config import TrainConfig
 from .errors import InputError
 
 PAPER_REPEATS = {"kodak": 10, "bsd300": 3, "set14": 20}
@@ -125,3 +127,31 @@ def evaluate_raw(model: torch.nn.Module, noisy: np.ndarray, gt: np.ndarray, cfas
 def _summary(rows: list[dict], **extra) -> dict:
     return {"psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows])),
             "noisy_psnr": float(np.mean([r["noisy_psnr"] for r in rows])), "count": len(rows), **extra}
+
+
+# ------------------------------------------------------------------------ validation during training
+
+@functools.lru_cache(maxsize=1)
+def val_blocks(noisy_path: str, gt_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """The raw validation block files, read once per process (validation and the end-of-run picture)."""
+    from .io.sidd import read_blocks, read_checked_blocks
+    return read_checked_blocks(noisy_path), read_blocks(gt_path)
+
+
+def make_validator(cfg: TrainConfig, device: torch.device):
+    """A function model → (psnr, ssim) for the configured validation data, or None. Validation runs in fp32
+    whatever the training precision: a score is never taken under bf16 rounding."""
+    if cfg.mode == "srgb" and cfg.val:
+        return lambda m: _ps(evaluate_srgb(m, list(cfg.val), cfg.noise, cfg.val_repeat, 101, device, "fp32"))
+    if cfg.mode == "raw" and cfg.val_noisy:
+        if not cfg.val_gt:
+            raise InputError("--val-gt: needed together with --val-noisy")
+        from .io.sidd import block_cfas
+        noisy, gt = val_blocks(cfg.val_noisy, cfg.val_gt)
+        cfas = block_cfas(noisy.shape[0], cfg.val_cfa)  # the blocks' own CFAs: --cfa is for the training data
+        return lambda m: _ps(evaluate_raw(m, noisy, gt, cfas, cfg.cfa_mode, 32, device, "fp32"))
+    return None
+
+
+def _ps(report: dict) -> tuple[float, float]:
+    return report["psnr"], report["ssim"]

@@ -112,7 +112,8 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     from .accel import pick_device
     from .denoiser import Denoiser
     from .metrics import MEGAPIXEL
-    from .train import check_run_dir, train
+    from .runfolder import check_run_dir
+    from .train import train
 
     files = find_photos(photos)
     run_dir = Path(run_dir)

@@ -72,3 +72,44 @@ def write_comparison(path: Path, panels: list[tuple[str, np.ndarray]]) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def write_pictures(cfg, source, model, run_dir: Path, device) -> None:
+    """curves.png and comparison.png (noisy / denoised / clean where known) of one validation image, or of
+    a training crop when no validation data are configured; raw is rendered to sRGB for viewing."""
+    import torch
+
+    from .evaluate import val_blocks
+    from .infer import forward_padded
+    from .noise import make_noise
+    write_curves(run_dir)
+    model.eval()
+    if cfg.mode == "srgb":
+        from .io.images import read_rgb, validation_folder_images
+        if cfg.val:
+            im = read_rgb(validation_folder_images(cfg.val[0])[0])
+        else:
+            it = source.items[0]
+            im = it.crop(0, 0, min(256, it.shape[0]), min(256, it.shape[1]))
+        s = min(256, im.shape[0], im.shape[1])
+        clean = torch.from_numpy(np.ascontiguousarray(im[:s, :s].transpose(2, 0, 1))).float()[None] / 255
+        noisy = make_noise(cfg.noise)(clean, torch.Generator().manual_seed(0))
+        den = forward_padded(model, noisy.to(device), "fp32").cpu()
+        to8 = lambda t: (t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # noqa: E731
+        panels = [("noisy", to8(noisy)), ("denoised", to8(den)), ("clean", to8(clean))]
+    else:
+        from .infer import denoise_mosaic
+        if cfg.val_noisy and cfg.val_gt:
+            from .io.sidd import block_cfas
+            noisy, gt = (b[0, 0] for b in val_blocks(cfg.val_noisy, cfg.val_gt))
+            cfa = block_cfas(1, cfg.val_cfa)[0]
+        else:
+            it = source.items[0]
+            noisy, gt, cfa = it.crop(0, 0, min(512, it.shape[0]), min(512, it.shape[1])), None, it.cfa
+        den = denoise_mosaic(model, noisy, cfa, cfg.cfa_mode, device=device, precision="fp32")
+        panels = [("noisy", raw_to_srgb(noisy, cfa)),
+                  ("denoised", raw_to_srgb(np.clip(den, 0, 1), cfa, ref=noisy))]
+        if gt is not None:
+            panels.append(("clean", raw_to_srgb(gt, cfa, ref=noisy)))
+    write_comparison(run_dir / "comparison.png", panels)
+    model.train()

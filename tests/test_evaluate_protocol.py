@@ -268,7 +268,7 @@ def test_validation_cfa_is_not_the_training_override(raw_world):
     from n2n_raw.config import TrainConfig
     from n2n_raw.evaluate import evaluate_raw
     from n2n_raw.io import sidd
-    from n2n_raw.train import make_validator
+    from n2n_raw.evaluate import make_validator
     from n2n_raw.unet import UNet
     torch.manual_seed(0)
     model = UNet(4, 4).eval()
