@@ -120,7 +120,7 @@ def main() -> None:
     from n2n_raw.checkpoint import load_model
     from n2n_raw.fit import fit, fit_config
     from n2n_raw.infer import denoise_mosaic
-    from n2n_raw.io.dng import find_raws, read_raw
+    from n2n_raw.io.camera_raw import find_raws, read_raw
     from n2n_raw.train import train
     files = find_raws(args.burst)
     K = len(files)

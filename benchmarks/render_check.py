@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
-from n2n_raw.io import dng  # noqa: E402
+from n2n_raw.io import camera_raw, dng  # noqa: E402
 
 FILES = ["canon_550d_colorchart.dng", "canon_portrait (Orientation 6)", "pi_bggr_scene.dng",
          "pi_gbrg_no_blacklevel.dng", "burst_lowlight/image_21.dng", "kodak_dc50.kdc"]
@@ -154,7 +154,7 @@ def main() -> None:
     for name, src in sources.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            r = dng.read_raw(src, clip=False)
+            r = camera_raw.read_raw(src, clip=False)
             ident = dng.write_denoised_dng(src, r.mosaic, work / f"{src.stem}.identity.dng", force=True)
             (work / "den").mkdir(exist_ok=True)
             written, _ = denoise_file(model, meta, src, work / "den", force=True)
@@ -162,7 +162,7 @@ def main() -> None:
                                           force=True)
         den = written[0]
         ref_raw = plane_block_means(r.mosaic)
-        raw_delta = [255 * np.abs(plane_block_means(dng.read_raw(p, clip=False).mosaic) - ref_raw).mean()
+        raw_delta = [255 * np.abs(plane_block_means(camera_raw.read_raw(p, clip=False).mosaic) - ref_raw).mean()
                      for p in (den, blur)]
         renderers = [("LibRaw", render_libraw)]
         if darktable:

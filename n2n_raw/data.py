@@ -220,10 +220,10 @@ def _store_item(st, i: int, path: Path, cfa: str | None) -> Item:
 def _camera_raw_items(files, override: str | None) -> list[Item]:
     """Camera raw files (DNG, NEF, ...) read whole, unclipped as ``prepare dng`` stores them: noise below
     black is kept, so dark means stay unbiased."""
-    from .io import dng
+    from .io import camera_raw
     items = []
     for f in files:
-        r = dng.read_raw(f, clip=False)
+        r = camera_raw.read_raw(f, clip=False)
         items.append(in_memory(str(f), r.mosaic, override or r.cfa))
     return items
 
@@ -250,8 +250,8 @@ def _load_raw(cfg) -> list[Item]:
                 gt = sidd.read_frame(fs.gt) if cfg.target == "supervised" and fs.gt else None
                 items.append(in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), cfa, gt))
             return items
-        from .io import dng
-        return _camera_raw_items(dng.find_raws(path), override)
+        from .io import camera_raw
+        return _camera_raw_items(camera_raw.find_raws(path), override)
     st = _open_store(path, "raw")
     items = []
     for i in range(len(st)):

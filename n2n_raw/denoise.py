@@ -76,9 +76,9 @@ def read_input(path: str | Path, mode: str, cfa: str | None = None) -> Loaded:
             raise InputError(f"{path}: not an image or .npy file (sRGB checkpoint)")
         return Loaded("rgb", read_rgb(path).astype(np.float32) / 255.0)
     override = check_cfa(cfa) if cfa else None
-    from .io import dng
-    if suffix in dng.RAW_SUFFIXES:
-        r = dng.read_raw(path, clip=False)  # as training saw it: noise below black kept, dark means unbiased
+    from .io import camera_raw
+    if suffix in camera_raw.RAW_SUFFIXES:
+        r = camera_raw.read_raw(path, clip=False)  # as training saw it: noise below black kept, dark means unbiased
         return Loaded("camera-raw", r.mosaic, override or r.cfa)
     if suffix == ".npy":
         return Loaded("npy-mosaic", load_npy(path, 2, "a float32 (H, W) Bayer mosaic"), override)

@@ -33,7 +33,7 @@ def find_photos(photos: Sequence[str | os.PathLike]) -> list[Path]:
         InputError: nothing given, a missing path, a file that is not a camera raw by its suffix, a folder
             without raw files, or two photos whose outputs would share a name (same file stem).
     """
-    from .io.dng import RAW_SUFFIXES, find_raws
+    from .io.camera_raw import RAW_SUFFIXES, find_raws
     if not photos:
         raise InputError("PHOTOS: give at least one camera raw file or folder")
     files: list[Path] = []
@@ -72,7 +72,7 @@ def fit_config(files: Sequence[Path], *, steps: int | None = None, lr: float | N
     """The :class:`~n2n_raw.config.TrainConfig` of a fit run on ``files`` (read once here: every photo must be
     a readable Bayer raw; a one-line InputError names the first that is not). None takes :data:`FIT_DEFAULTS`."""
     from .config import TrainConfig
-    from .io.dng import read_raw
+    from .io.camera_raw import read_raw
     shapes = [read_raw(f).mosaic.shape for f in files]
     steps = steps if steps is not None else FIT_DEFAULTS["steps"]
     cfg = TrainConfig(mode="raw", photos=tuple(str(f) for f in files), steps=steps,

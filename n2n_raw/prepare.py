@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
-from . import bayer
+from . import cfa_check
 from .errors import InputError
 from .io.atomic import check_writable
 from .io.camera_raw import find_raws, read_raw
@@ -59,7 +59,7 @@ _END = object()
 
 
 def _phase_check(mosaic: np.ndarray, cfa: str) -> None:
-    bayer.cfa_phase_check(mosaic, cfa)
+    cfa_check.cfa_phase_check(mosaic, cfa)
 
 
 def prepare_sidd(root, out, *, with_gt: bool = False, workers: int | None = None, force: bool = False,
@@ -124,7 +124,7 @@ def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int
     (path relative to ``root``, POSIX style) and ``bits``; the store's ``sources`` lists those paths.
     Files are decoded by a small thread pool (``workers``, default min(4, CPUs), at most
     ``MAX_WORKERS`` = 8) and consumed in order, with at most ``workers + 1`` frames in memory. Every frame goes through
-    :func:`n2n_raw.bayer.cfa_phase_check`; a mismatch is a warning naming the file.
+    :func:`n2n_raw.cfa_check.cfa_phase_check`; a mismatch is a warning naming the file.
 
     Args:
         progress: called as ``progress(done, total)`` after each file (read or skipped).
@@ -169,7 +169,7 @@ def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int
                 rel = p.relative_to(base).as_posix()
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    bayer.cfa_phase_check(result.mosaic, result.cfa)
+                    cfa_check.cfa_phase_check(result.mosaic, result.cfa)
                 for wmsg in caught:
                     warnings.warn(f"{p}: {wmsg.message}", stacklevel=2)
                 store.add(result.mosaic, cfa=result.cfa, source=rel, bits=result.bits)

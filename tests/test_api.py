@@ -20,9 +20,9 @@ from n2n_raw.infer import denoise_mosaic
 @pytest.fixture
 def small_dng(tmp_path) -> Path:
     """A small 12-bit GRBG DNG (written through pidng, a writer n2n-raw does not own)."""
-    from n2n_raw.io import dng
+    from n2n_raw.io import scratch_dng
     raw = np.random.default_rng(2).integers(64, 4000, (96, 130)).astype(np.uint16)
-    return dng.write_dng(tmp_path / "src" / "small.dng", raw, "GRBG", 12, black_level=64, white_level=4000)
+    return scratch_dng.write_dng(tmp_path / "src" / "small.dng", raw, "GRBG", 12, black_level=64, white_level=4000)
 
 
 def _readme_block() -> str:

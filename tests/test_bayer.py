@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from n2n_raw import bayer
+from n2n_raw import bayer, cfa_check
 from n2n_raw.errors import InputError
 from n2n_raw.synthetic import dead_leaves
 
@@ -234,42 +234,42 @@ def test_cfa_phase_check_agrees_and_detects_green_diagonal_shift(cfa):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for c in same_diagonal:  # R vs B can't be told apart: no warning either way
-            assert bayer.cfa_phase_check(m, c) is True
+            assert cfa_check.cfa_phase_check(m, c) is True
     for c in other_diagonal:
         with pytest.warns(UserWarning, match=r"CFA self-check: .*fits " + " or ".join(same_diagonal)):
-            assert bayer.cfa_phase_check(m, c) is False
+            assert cfa_check.cfa_phase_check(m, c) is False
     # a one-column crop shifts the phase: the check sees it
     shifted = m[:, 1:]
     with pytest.warns(UserWarning):
-        assert bayer.cfa_phase_check(shifted, cfa) is False
+        assert cfa_check.cfa_phase_check(shifted, cfa) is False
     # unify_crop fixes it
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert bayer.cfa_phase_check(bayer.unify_crop(m, cfa), "RGGB")
+        assert cfa_check.cfa_phase_check(bayer.unify_crop(m, cfa), "RGGB")
 
 
 def test_cfa_phase_check_transposed_grbg_passes_as_documented():
     m = synthetic_mosaic("GRBG", 80, 96, seed=4)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert bayer.cfa_phase_check(m.T, "GRBG")  # really GBRG: same green diagonal, undetectable
+        assert cfa_check.cfa_phase_check(m.T, "GRBG")  # really GBRG: same green diagonal, undetectable
 
 
 def test_cfa_phase_check_stack_torch_and_warn_flag():
     stack = np.stack([synthetic_mosaic("BGGR", 48, 64, seed=s) for s in range(3)])
-    assert bayer.cfa_phase_check(torch.from_numpy(stack), "BGGR", warn=False)
+    assert cfa_check.cfa_phase_check(torch.from_numpy(stack), "BGGR", warn=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert bayer.cfa_phase_check(stack, "GBRG", warn=False) is False
+        assert cfa_check.cfa_phase_check(stack, "GBRG", warn=False) is False
 
 
 def test_cfa_phase_check_inconclusive_data_pass_silently():
     rng = np.random.default_rng(5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert bayer.cfa_phase_check(np.full((64, 64), 0.3, np.float32), "GRBG")  # flat
-        assert bayer.cfa_phase_check(np.zeros((64, 64), np.float32), "GRBG")  # black
-        assert bayer.cfa_phase_check(synthetic_mosaic("RGGB", 8, 8), "GRBG")  # too small
+        assert cfa_check.cfa_phase_check(np.full((64, 64), 0.3, np.float32), "GRBG")  # flat
+        assert cfa_check.cfa_phase_check(np.zeros((64, 64), np.float32), "GRBG")  # black
+        assert cfa_check.cfa_phase_check(synthetic_mosaic("RGGB", 8, 8), "GRBG")  # too small
         # grey scene with equal levels in all channels: R and B look like greens, no decision
         grey = np.clip(0.4 + rng.normal(0, 0.02, (64, 64)), 0, 1)
-        assert bayer.cfa_phase_check(grey, "GRBG")
+        assert cfa_check.cfa_phase_check(grey, "GRBG")

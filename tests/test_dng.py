@@ -7,7 +7,7 @@ import pytest
 
 from n2n_raw import bayer
 from n2n_raw.errors import InputError
-from n2n_raw.io import dng
+from n2n_raw.io import camera_raw, dng, scratch_dng
 from n2n_raw.prepare import prepare_dng
 from n2n_raw.io.store import Store
 from n2n_raw.synthetic import dead_leaves
@@ -48,8 +48,8 @@ def test_write_read_round_trip(pidng, tmp_path, cfa, bits):
     top = (1 << bits) - 1
     raw[0, 0], raw[0, 1], raw[1, 1] = top, 0, 1  # saturated; under black (clipped to 0)
     black = [bits, bits + 1, bits + 2, bits + 3] if cfa in ("GRBG", "BGGR") else 3 * bits
-    path = dng.write_dng(tmp_path / "x.dng", raw, cfa, bits, black_level=black)
-    img = dng.read_dng(path)
+    path = scratch_dng.write_dng(tmp_path / "x.dng", raw, cfa, bits, black_level=black)
+    img = camera_raw.read_dng(path)
     assert img.cfa == cfa and img.bits == bits and img.white_level == top
     blk = black if isinstance(black, list) else [black] * 4
     assert img.black_level == tuple(float(b) for b in blk)
@@ -62,28 +62,28 @@ def test_write_read_round_trip(pidng, tmp_path, cfa, bits):
 def test_write_dng_white_level_and_refusals(pidng, tmp_path):
     raw = random_raw(12, seed=1) % 3000
     out = tmp_path / "w.dng"
-    dng.write_dng(out, raw, "gbrg", 12, black_level=100, white_level=3000)
-    img = dng.read_dng(out)
+    scratch_dng.write_dng(out, raw, "gbrg", 12, black_level=100, white_level=3000)
+    img = camera_raw.read_dng(out)
     assert img.cfa == "GBRG" and img.white_level == 3000 and img.bits == 12
     assert np.array_equal(img.mosaic, expected_mosaic(raw, [100] * 4, 3000))
     with pytest.raises(InputError, match="already exists"):
-        dng.write_dng(out, raw, "RGGB", 12)
-    dng.write_dng(out, raw, "RGGB", 12, force=True)
-    assert dng.read_dng(out).cfa == "RGGB"
+        scratch_dng.write_dng(out, raw, "RGGB", 12)
+    scratch_dng.write_dng(out, raw, "RGGB", 12, force=True)
+    assert camera_raw.read_dng(out).cfa == "RGGB"
     with pytest.raises(ValueError, match="even"):
-        dng.write_dng(tmp_path / "odd.dng", raw[:33], "RGGB", 12)
+        scratch_dng.write_dng(tmp_path / "odd.dng", raw[:33], "RGGB", 12)
     with pytest.raises(ValueError, match=r"\[0, 1023\]"):
-        dng.write_dng(tmp_path / "big.dng", raw, "RGGB", 10)
+        scratch_dng.write_dng(tmp_path / "big.dng", raw, "RGGB", 10)
     with pytest.raises(ValueError, match="bits"):
-        dng.write_dng(tmp_path / "b14.dng", raw, "RGGB", 14)
+        scratch_dng.write_dng(tmp_path / "b14.dng", raw, "RGGB", 14)
     with pytest.raises(InputError, match="^--cfa: unknown CFA"):
-        dng.write_dng(tmp_path / "c.dng", raw, "XTRANS", 12)
+        scratch_dng.write_dng(tmp_path / "c.dng", raw, "XTRANS", 12)
 
 
 def test_write_dng_without_pidng_says_which_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pidng.core", None)  # makes `import pidng.core` fail
     with pytest.raises(InputError, match=r"x\.dng: .*pip install 'n2n-raw\[dng\]'"):
-        dng.write_dng(tmp_path / "x.dng", random_raw(12), "RGGB", 12)
+        scratch_dng.write_dng(tmp_path / "x.dng", random_raw(12), "RGGB", 12)
     assert not (tmp_path / "x.dng").exists()
 
 
@@ -91,11 +91,11 @@ def test_write_dng_without_pidng_says_which_extra(tmp_path, monkeypatch):
 def test_write_denoised_dng_round_trip(pidng, tmp_path, cfa, bits):
     top = (1 << bits) - 1
     raw = random_raw(bits, seed=2, low=64)  # no values under black: normalising loses nothing
-    src = dng.write_dng(tmp_path / "src.dng", raw, cfa, bits, black_level=64,
+    src = scratch_dng.write_dng(tmp_path / "src.dng", raw, cfa, bits, black_level=64,
                         as_shot_neutral=(0.5, 1.0, 0.7))
-    img = dng.read_dng(src)
+    img = camera_raw.read_dng(src)
     out = dng.write_denoised_dng(src, img.mosaic, tmp_path / "out.dng")
-    back = dng.read_dng(out)
+    back = camera_raw.read_dng(out)
     k = 1 << (16 - bits)  # samples and levels scaled to 16 bits (a white balance is stated)
     assert back.cfa == cfa and back.bits == 16 and back.white_level == top * k
     assert back.black_level == tuple(v * k for v in img.black_level)
@@ -106,7 +106,7 @@ def test_write_denoised_dng_round_trip(pidng, tmp_path, cfa, bits):
     den = np.full((H, W), 0.5, np.float32)
     den[0, 0], den[0, 1] = 1.7, -0.3
     out2 = dng.write_denoised_dng(src, den, tmp_path / "out2.dng")
-    got = dng.read_dng(out2)
+    got = camera_raw.read_dng(out2)
     assert got.mosaic[0, 0] == 1.0 and got.mosaic[0, 1] == 0.0
     expect = np.float32((np.rint(0.5 * k * (top - 64) + 64 * k) - 64 * k) / (k * (top - 64)))
     assert np.all(got.mosaic[1:] == expect)
@@ -118,7 +118,7 @@ def test_write_denoised_dng_round_trip(pidng, tmp_path, cfa, bits):
 
 def test_render_preview_and_save_png(pidng, tmp_path):
     raw = colour_raw("GRBG", 12, seed=3)
-    src = dng.write_dng(tmp_path / "p.dng", raw, "GRBG", 12, black_level=64)
+    src = scratch_dng.write_dng(tmp_path / "p.dng", raw, "GRBG", 12, black_level=64)
     rgb = dng.render_preview(src)
     assert rgb.dtype == np.uint8 and rgb.shape == (H, W, 3)
     assert rgb.std() > 0
@@ -139,20 +139,20 @@ def test_render_preview_and_save_png(pidng, tmp_path):
 
 def test_read_dng_rejects_bad_files(pidng, tmp_path):
     with pytest.raises(InputError, match=r"missing\.dng: no such file"):
-        dng.read_dng(tmp_path / "missing.dng")
+        camera_raw.read_dng(tmp_path / "missing.dng")
     with pytest.raises(InputError, match="is a folder"):
-        dng.read_dng(tmp_path)
+        camera_raw.read_dng(tmp_path)
     junk = tmp_path / "junk.dng"
     junk.write_bytes(np.random.default_rng(0).bytes(4000))
     with pytest.raises(InputError, match=r"^.*junk\.dng: not a raw file"):
-        dng.read_dng(junk)
-    good = dng.write_dng(tmp_path / "good.dng", random_raw(12), "RGGB", 12)
+        camera_raw.read_dng(junk)
+    good = scratch_dng.write_dng(tmp_path / "good.dng", random_raw(12), "RGGB", 12)
     data = good.read_bytes()
     for n in (len(data) // 2, len(data) - 16, 100):
         cut = tmp_path / f"cut{n}.dng"
         cut.write_bytes(data[:n])
         with pytest.raises(InputError, match=rf"cut{n}\.dng: "):
-            dng.read_dng(cut)
+            camera_raw.read_dng(cut)
 
 
 def _pidng_raw(path, data, photometric, samples, bits):
@@ -179,26 +179,26 @@ def test_read_dng_rejects_odd_size_and_linear_dng(pidng, tmp_path):
     from pidng.defs import PhotometricInterpretation as PI
     odd = _pidng_raw(tmp_path / "odd.dng", random_raw(16, shape=(35, 50)), PI.Color_Filter_Array, 1, 16)
     with pytest.raises(InputError, match=r"odd\.dng: odd-sized mosaic 35×50"):
-        dng.read_dng(odd)
+        camera_raw.read_dng(odd)
     lin = _pidng_raw(tmp_path / "lin.dng", random_raw(16, shape=(H, 3 * W)), PI.Linear_Raw, 3, 16)
     with pytest.raises(InputError, match=r"lin\.dng: a linear \(demosaiced\) DNG"):
-        dng.read_dng(lin)
+        camera_raw.read_dng(lin)
     with pytest.raises(InputError, match=r"lin\.dng: a linear"):
         dng.render_preview(lin)
 
 
 def test_find_dngs(tmp_path):
     with pytest.raises(InputError, match="no such file or folder"):
-        dng.find_dngs(tmp_path / "nope")
+        camera_raw.find_dngs(tmp_path / "nope")
     with pytest.raises(InputError, match=r"no \.dng files found"):
-        dng.find_dngs(tmp_path)
+        camera_raw.find_dngs(tmp_path)
     (tmp_path / "b" / "c").mkdir(parents=True)
     for name in ["b/c/z.DNG", "a.dng", "b/y.Dng", "b/notes.txt", "b/x.dng.txt"]:
         (tmp_path / name).write_bytes(b"x")
-    assert dng.find_dngs(tmp_path) == [tmp_path / "a.dng", tmp_path / "b/c/z.DNG", tmp_path / "b/y.Dng"]
-    assert dng.find_dngs(tmp_path / "a.dng") == [tmp_path / "a.dng"]
+    assert camera_raw.find_dngs(tmp_path) == [tmp_path / "a.dng", tmp_path / "b/c/z.DNG", tmp_path / "b/y.Dng"]
+    assert camera_raw.find_dngs(tmp_path / "a.dng") == [tmp_path / "a.dng"]
     with pytest.raises(InputError, match="not a .dng file"):
-        dng.find_dngs(tmp_path / "b/notes.txt")
+        camera_raw.find_dngs(tmp_path / "b/notes.txt")
 
 
 def test_prepare_dng(pidng, tmp_path):
@@ -206,7 +206,7 @@ def test_prepare_dng(pidng, tmp_path):
     (src / "sub").mkdir(parents=True)
     names = {"a.dng": ("RGGB", 12), "sub/b.DNG": ("GRBG", 10), "sub/c.dng": ("BGGR", 16)}
     for i, (name, (cfa, bits)) in enumerate(names.items()):
-        dng.write_dng(src / name, colour_raw(cfa, bits, seed=i), cfa, bits, black_level=16)
+        scratch_dng.write_dng(src / name, colour_raw(cfa, bits, seed=i), cfa, bits, black_level=16)
     (src / "sub" / "broken.dng").write_bytes(b"not a dng at all" * 10)
     calls = []
     out = tmp_path / "store.h5"
@@ -222,7 +222,7 @@ def test_prepare_dng(pidng, tmp_path):
     for i, name in enumerate(["a.dng", "sub/b.DNG", "sub/c.dng"]):
         attrs = store.attrs(i)
         assert attrs["source"] == name and attrs["cfa"] == names[name][0] and attrs["bits"] == names[name][1]
-        assert np.array_equal(store.read(i), dng.read_dng(src / name).mosaic)
+        assert np.array_equal(store.read(i), camera_raw.read_dng(src / name).mosaic)
     store.close()
     with pytest.raises(InputError, match="already exists"):
         prepare_dng(src, out)
@@ -233,7 +233,7 @@ def test_prepare_dng_warns_on_cfa_mismatch_and_fails_when_nothing_readable(pidng
     src = tmp_path / "in"
     src.mkdir()
     # GRBG data labelled RGGB: the greens sit on the other diagonal
-    dng.write_dng(src / "wrong.dng", colour_raw("GRBG", 12, seed=5), "RGGB", 12, black_level=16)
+    scratch_dng.write_dng(src / "wrong.dng", colour_raw("GRBG", 12, seed=5), "RGGB", 12, black_level=16)
     with pytest.warns(UserWarning, match=r"wrong\.dng: CFA self-check"):
         assert prepare_dng(src, tmp_path / "s.h5")["frames"] == 1
     bad = tmp_path / "bad"

@@ -17,13 +17,13 @@ REAL = REPO.parent / "shared" / "data" / "real_raw"
 
 def noisy_dng(path: Path, cfa: str = "RGGB", h: int = 160, w: int = 192, seed: int = 0) -> Path:
     """A small 12-bit DNG: a smooth scene (black 64) with Poisson-Gaussian noise, written with pidng."""
-    from n2n_raw.io import dng
+    from n2n_raw.io import scratch_dng
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
     scene = 64 + 800 * (0.3 + 0.5 * np.sin(yy / 17.0) ** 2 * np.cos(xx / 23.0) ** 2)
     raw = rng.poisson(scene / 4) * 4 + rng.normal(0, 6, (h, w))
     path.parent.mkdir(parents=True, exist_ok=True)
-    return dng.write_dng(path, np.clip(np.rint(raw), 0, 4095).astype(np.uint16), cfa, 12, black_level=64)
+    return scratch_dng.write_dng(path, np.clip(np.rint(raw), 0, 4095).astype(np.uint16), cfa, 12, black_level=64)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def fitted(photos, tmp_path_factory) -> Path:
 
 def test_fit_keeps_the_run_folder_and_writes_the_outputs(fitted, photos):
     from n2n_raw.checkpoint import list_checkpoints
-    from n2n_raw.io import dng
+    from n2n_raw.io import camera_raw
     cfg = json.loads((fitted / "config.json").read_text())
     assert cfg["mode"] == "raw" and cfg["steps"] == 3 and cfg["val_every"] == 0
     assert cfg["patch_size"] == 128 and cfg["lr"] == 1e-3  # fit's defaults, not train's
@@ -53,8 +53,8 @@ def test_fit_keeps_the_run_folder_and_writes_the_outputs(fitted, photos):
     assert (fitted / "metrics.csv").read_text().count("\n") == 4  # header + one row per step (3 steps)
     assert list_checkpoints(fitted)
     for stem, cfa in (("a", "RGGB"), ("b", "GRBG")):
-        out = dng.read_raw(fitted / "denoised" / f"{stem}.dng")
-        src = dng.read_raw(next(photos.rglob(f"{stem}.*")))
+        out = camera_raw.read_raw(fitted / "denoised" / f"{stem}.dng")
+        src = camera_raw.read_raw(next(photos.rglob(f"{stem}.*")))
         assert out.cfa == cfa and out.mosaic.shape == src.mosaic.shape
         assert out.black_level == tuple(16 * v for v in src.black_level)  # 12-bit levels in 16-bit samples
         assert (fitted / "denoised" / f"{stem}.png").stat().st_size > 0
@@ -133,11 +133,11 @@ def test_fit_on_a_real_camera_raw(tmp_path):
     if not src.is_file():
         pytest.skip("real_raw data not present")
     from n2n_raw.fit import fit
-    from n2n_raw.io import dng
+    from n2n_raw.io import camera_raw
     res = fit([src], tmp_path / "run", steps=2, batch_size=1, patch_size=128, device="cpu", log=lambda s: None)
     (out_dng, out_png), = res["outputs"]
     assert out_dng.name == "kodak_dc50.dng" and out_png.name == "kodak_dc50.png"
-    back, orig = dng.read_raw(out_dng), dng.read_raw(src)
+    back, orig = camera_raw.read_raw(out_dng), camera_raw.read_raw(src)
     assert back.mosaic.shape == orig.mosaic.shape and back.cfa == orig.cfa
     assert np.isfinite(back.mosaic).all() and res["megapixels"] == pytest.approx(orig.mosaic.size / 2 ** 20)  # MP = 2^20 pixels
 

@@ -103,7 +103,7 @@ def _load_npy_raw(path):
 
 
 def _read_dng(path):
-    from n2n_raw.io.dng import read_dng
+    from n2n_raw.io.camera_raw import read_dng
     return read_dng(path)
 
 
@@ -167,10 +167,10 @@ def _metadata_bytes(tmp: Path) -> bytes:
 
 def _dng_bytes(tmp: Path) -> bytes:
     pytest.importorskip("pidng")
-    from n2n_raw.io import dng
+    from n2n_raw.io import scratch_dng
     p = tmp / "src.dng"
     raw = np.random.default_rng(0).integers(0, 4096, (24, 26)).astype(np.uint16)
-    dng.write_dng(p, raw, "GRBG", 12, black_level=64, force=True)
+    scratch_dng.write_dng(p, raw, "GRBG", 12, black_level=64, force=True)
     return p.read_bytes()
 
 
@@ -416,10 +416,10 @@ def test_read_metadata_non_finite_tag_values(work, tag_id, value):
        seed=st.integers(0, 10))
 def test_read_dng_random_valid(work, h, w, bits, cfa, black, seed):
     pytest.importorskip("pidng")
-    from n2n_raw.io import dng
+    from n2n_raw.io import scratch_dng
     path = fresh(work, "rand.dng")
     raw = np.random.default_rng(seed).integers(0, 1 << bits, (h, w)).astype(np.uint16)
-    dng.write_dng(path, raw, cfa, bits, black_level=black, force=True)
+    scratch_dng.write_dng(path, raw, cfa, bits, black_level=black, force=True)
     r = only_input_error(path, _read_dng, path)
     assert r is not None and r.mosaic.shape == (h, w) and r.cfa == cfa
     assert r.mosaic.dtype == np.float32 and 0 <= r.mosaic.min() and r.mosaic.max() <= 1
@@ -435,7 +435,6 @@ MODES = ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "I;16", "I", "F", "CMYK", "YC
     ["PNG", "TIFF", "BMP", "JPEG", "WEBP", "PPM"]), seed=st.integers(0, 1000))
 def test_read_rgb_any_mode(work, mode, h, w, fmt, seed):
     rng = np.random.default_rng(seed)
-    bands = len(Image.new(mode, (1, 1)).getbands())
     if mode == "F":
         im = Image.fromarray(rng.normal(0, 1000, (h, w)).astype(np.float32))
     elif mode == "I":

@@ -20,7 +20,7 @@ import rawpy
 import tifffile
 
 from n2n_raw.errors import InputError
-from n2n_raw.io import dng
+from n2n_raw.io import camera_raw, dng
 
 from conftest import REPO, assert_one_line_error, cli
 
@@ -63,7 +63,7 @@ def _same(a, b) -> bool:
 def _identity_dng(src: Path, out: Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the no-black-level file warns; tested below
-        r = dng.read_raw(src, clip=False)  # unclipped: values below black come back too
+        r = camera_raw.read_raw(src, clip=False)  # unclipped: values below black come back too
         return dng.write_denoised_dng(src, r.mosaic, out)
 
 
@@ -151,14 +151,14 @@ def test_denoised_values_land_in_raw_units(tmp_path):
     """New values: x·(white − black) + black in the output's 16-bit units, read back by LibRaw; ActiveArea
     still frames them, and a value between two 14-bit levels keeps its place (within 1/4 level)."""
     src = REAL / "canon_550d_colorchart.dng"
-    r = dng.read_raw(src)
+    r = camera_raw.read_raw(src)
     x = np.random.default_rng(0).random(r.mosaic.shape, dtype=np.float32)
     out = dng.write_denoised_dng(src, x, tmp_path / "out.dng")
     with rawpy.imread(str(out)) as raw:
         vis = raw.raw_image_visible.astype(np.float64)
         assert raw.black_level_per_channel == [4 * 2056] * 4 and raw.white_level == 4 * 15000  # 14 → 16 bits
     assert np.array_equal(vis, np.rint(x.astype(np.float64) * 4 * (15000 - 2056) + 4 * 2056))
-    assert np.abs(dng.read_raw(out).mosaic - x).max() <= 0.5 / (4 * (15000 - 2056)) + 1e-6
+    assert np.abs(camera_raw.read_raw(out).mosaic - x).max() <= 0.5 / (4 * (15000 - 2056)) + 1e-6
 
 
 def test_orientation_kept_portrait(tmp_path):
@@ -176,7 +176,7 @@ def test_orientation_kept_portrait(tmp_path):
 def test_camera_raw_kdc_becomes_dng(tmp_path):
     """A Kodak KDC (not a DNG): read through LibRaw, written as a DNG built from what the file says."""
     src = REAL / "kodak_dc50.kdc"
-    r = dng.read_raw(src)
+    r = camera_raw.read_raw(src)
     assert r.cfa == "GRBG" and r.mosaic.shape == (512, 768)
     out = dng.write_denoised_dng(src, r.mosaic, tmp_path / "out.dng")
     with tifffile.TiffFile(out) as t:
@@ -188,7 +188,7 @@ def test_camera_raw_kdc_becomes_dng(tmp_path):
         assert exif["ISOSpeedRatings"] == 84 and exif["DateTimeOriginal"] == "1997:04:23 08:00:47"
         assert abs(exif["FNumber"][0] / exif["FNumber"][1] - 6.2) < 1e-3
         assert abs(exif["ExposureTime"][0] / exif["ExposureTime"][1] - 0.00435) < 1e-5
-    assert np.array_equal(dng.read_raw(out).mosaic, r.mosaic)
+    assert np.array_equal(camera_raw.read_raw(out).mosaic, r.mosaic)
     with rawpy.imread(str(src)) as a, rawpy.imread(str(out)) as b:  # LibRaw renders both alike
         ra = a.postprocess(use_camera_wb=True, output_bps=8).astype(np.float64)
         rb = b.postprocess(use_camera_wb=True, output_bps=8).astype(np.float64)
@@ -208,13 +208,13 @@ def test_not_bayer_or_broken_refused_by_cli(tmp_path, raw_ckpt, name, reason):
     assert re.search(reason, line), line
     assert not any((tmp_path / "o").glob("*"))
     with pytest.raises(InputError, match=reason):
-        dng.read_raw(REAL / name)
+        camera_raw.read_raw(REAL / name)
 
 
 def test_unclipped_read_keeps_noise_below_black():
     """LibRaw's raw values minus black, over white minus black, with nothing clipped: the dark burst's mean."""
     src = REAL / "burst_lowlight" / "image_21.dng"
-    r, c = dng.read_raw(src, clip=False), dng.read_raw(src)
+    r, c = camera_raw.read_raw(src, clip=False), camera_raw.read_raw(src)
     with rawpy.imread(str(src)) as raw:
         v = raw.raw_image_visible.astype(np.float64)
         black, white = raw.black_level_per_channel[0], raw.white_level
@@ -226,10 +226,10 @@ def test_unclipped_read_keeps_noise_below_black():
 def test_missing_black_level_warns():
     with pytest.warns(UserWarning, match=r"pi_gbrg_no_blacklevel\.dng: the file states no black level, but its "
                                          r"darkest pixels are at \d+"):
-        dng.read_raw(REAL / "pi_gbrg_no_blacklevel.dng")
+        camera_raw.read_raw(REAL / "pi_gbrg_no_blacklevel.dng")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        dng.read_raw(REAL / "pi_bggr_scene.dng")  # black 60 stated: no warning
+        camera_raw.read_raw(REAL / "pi_bggr_scene.dng")  # black 60 stated: no warning
 
 
 def test_denoise_cli_on_real_files(tmp_path, raw_ckpt):
@@ -241,14 +241,14 @@ def test_denoise_cli_on_real_files(tmp_path, raw_ckpt):
     assert sorted(p.name for p in out.iterdir()) == ["kodak_dc50.dng", "kodak_dc50.png", "pi_bggr_scene.dng",
                                                     "pi_bggr_scene.png"]
     for name, shape in [("pi_bggr_scene", (1088, 1456)), ("kodak_dc50", (512, 768))]:
-        assert dng.read_raw(out / f"{name}.dng").mosaic.shape == shape
+        assert camera_raw.read_raw(out / f"{name}.dng").mosaic.shape == shape
 
 
 def test_find_raws_takes_camera_formats(tmp_path):
     (tmp_path / "a").mkdir()
     for n in ["x.DNG", "y.nef", "z.CR3", "a/w.kdc", "notes.txt", "pic.jpg"]:
         (tmp_path / n).write_bytes(b"")
-    assert [p.name for p in dng.find_raws(tmp_path)] == ["w.kdc", "x.DNG", "y.nef", "z.CR3"]
+    assert [p.name for p in camera_raw.find_raws(tmp_path)] == ["w.kdc", "x.DNG", "y.nef", "z.CR3"]
     (tmp_path / "a" / "sub").mkdir()
     with pytest.raises(InputError, match="no camera raw files found"):
-        dng.find_raws(tmp_path / "a" / "sub")
+        camera_raw.find_raws(tmp_path / "a" / "sub")

@@ -1,22 +1,15 @@
-"""Camera raw files: read any Bayer raw LibRaw reads, write denoised DNGs that keep their source's metadata.
+"""Writing denoised DNGs that keep their source's metadata (reading raws is :mod:`n2n_raw.io.camera_raw`).
 
-- :func:`read_raw` (alias :func:`read_dng`) → :class:`RawImage`: float32 (H, W) mosaic (black level
-  subtracted per 2×2 position, divided by white − black; clipped to [0, 1] unless ``clip=False``, which
-  training and denoising use so that dark means stay unbiased), its CFA pattern (one of
-  ``n2n_raw.bayer.CFAS``), levels, bits. DNG and every camera format LibRaw decodes as a 2×2 Bayer mosaic
-  (NEF, CR2, CR3, ARW, RAF, ORF, RW2, PEF, KDC, ...); X-Trans, Foveon, multi-plane and linear raws are refused.
 - :func:`write_denoised_dng` writes a denoised mosaic as a DNG that is its source with new pixels: for a DNG
   source every tag of IFD0, of the raw IFD and of the EXIF/GPS directories is carried as stored (see
   :data:`STORAGE_TAGS` for the few that are rewritten); for another format a DNG is built from what LibRaw and
   the file say (make, model, orientation, colour matrix, white balance, levels, EXIF basics). The stored area,
   masked border included, keeps its geometry, so ActiveArea/DefaultCrop stay valid.
-- :func:`write_dng` writes an uncompressed 10/12/16-bit CFA DNG from scratch through the optional ``pidng``
-  package (``pip install 'n2n-raw[dng]'``); the synthetic data and tests use it as an independent writer.
 - :func:`render_preview` renders a mosaic with the source file's own metadata (camera white balance);
   :func:`save_png` writes it.
-- :func:`find_raws` lists a folder's raw files (``n2n_raw.prepare.prepare_dng`` turns them into a training store).
 
-rawpy (LibRaw) cannot write raw files; LibRaw refuses DNGs smaller than 22×22 pixels.
+rawpy (LibRaw) cannot write raw files; LibRaw refuses DNGs smaller than 22×22 pixels. A DNG made from
+scratch (through pidng, for tests) is :func:`n2n_raw.io.scratch_dng.write_dng`.
 """
 from __future__ import annotations
 
@@ -28,114 +21,12 @@ from typing import Sequence
 import numpy as np
 
 from .. import __version__
-from ..bayer import check_cfa
 from ..errors import InputError
 from . import tiff
 from .atomic import atomic_path
-from .camera_raw import (RAW_SUFFIXES, RawImage, _XYZ_RGB, probe_rgb_cam, _cfa_of, _color_meta, _libraw_errors, _open,  # noqa: F401
-                         find_dngs, find_raws, read_dng, read_raw)
+from .camera_raw import _XYZ_RGB, _cfa_of, _color_meta, _libraw_errors, _open, probe_rgb_cam
 
-WRITE_BITS = (10, 12, 16)
 MIN_SIZE = 22  # LibRaw refuses smaller images
-_EXTRA = "pip install 'n2n-raw[dng]'"
-
-
-def _pidng(path):
-    try:
-        from pidng.core import RAW2DNG
-        from pidng.defs import CalibrationIlluminant, PhotometricInterpretation
-        from pidng.dng import DNGTags, Tag
-    except ImportError:
-        raise InputError(f"{path}: writing DNG files needs the optional extra: {_EXTRA}") from None
-    return RAW2DNG, DNGTags, Tag, PhotometricInterpretation, CalibrationIlluminant
-
-
-def _rationals(values, denominator: int = 10000) -> list[list[int]]:
-    return [[int(round(float(v) * denominator)), denominator] for v in values]
-
-
-def write_dng(path: str | os.PathLike, mosaic: np.ndarray, cfa: str, bits: int = 16,
-              black_level: float | Sequence[float] = 0, white_level: float | None = None, force: bool = False,
-              *, color_matrix: np.ndarray | None = None,
-              as_shot_neutral: Sequence[float] | None = None) -> Path:
-    """Write an uncompressed CFA DNG (via pidng) that rawpy reads back bit-exactly.
-
-    Args:
-        path: output file; refused if it exists unless ``force``; written to a temporary name then renamed.
-        mosaic: uint16 (H, W) raw values in [0, 2**bits − 1]; H, W even and ≥ 22 (LibRaw's minimum).
-        cfa: its 2×2 pattern (one of RGGB, BGGR, GRBG, GBRG).
-        bits: 10, 12 (packed) or 16. A 10-bit row whose width is not a multiple of 4 is padded to one and the
-            image is cut back with the DNG ActiveArea tag.
-        black_level: one value, or four for the 2×2 cell positions row-major (integers, raw units).
-        white_level: saturation level; default 2**bits − 1.
-        color_matrix: XYZ → camera 3×3 (DNG ColorMatrix1, D65); default identity.
-        as_shot_neutral: camera RGB of grey (DNG AsShotNeutral); default (1, 1, 1).
-    Returns:
-        The written path.
-    Raises:
-        InputError: existing output without ``force``; pidng not installed.
-        ValueError: bad array shape/dtype/values or arguments.
-    """
-    path = Path(path)
-    cfa = check_cfa(cfa)
-    if bits not in WRITE_BITS:
-        raise ValueError(f"bits must be one of {WRITE_BITS}, got {bits}")
-    data = np.asarray(mosaic)
-    if data.ndim != 2 or not np.issubdtype(data.dtype, np.integer):
-        raise ValueError(f"write_dng needs an integer (H, W) mosaic, got {data.dtype} {data.shape}")
-    h, w = mosaic.shape
-    if h % 2 or w % 2 or h < MIN_SIZE or w < MIN_SIZE:
-        raise ValueError(f"write_dng needs even H, W ≥ {MIN_SIZE}, got {h}×{w}")
-    top = (1 << bits) - 1
-    if data.size and (data.min() < 0 or data.max() > top):
-        raise ValueError(f"values must lie in [0, {top}] for {bits} bits, got [{data.min()}, {data.max()}]")
-    blacks = [black_level] * 4 if np.isscalar(black_level) else list(black_level)
-    if len(blacks) != 4 or any(not 0 <= float(b) <= top for b in blacks):
-        raise ValueError(f"black_level must be one value or four in [0, {top}], got {black_level!r}")
-    white = top if white_level is None else int(round(float(white_level)))
-    if not max(float(b) for b in blacks) < white <= top:
-        raise ValueError(f"white_level must lie in (black, {top}], got {white_level!r}")
-    matrix = np.eye(3) if color_matrix is None else np.asarray(color_matrix, np.float64)
-    neutral = (1.0, 1.0, 1.0) if as_shot_neutral is None else tuple(float(v) for v in as_shot_neutral)
-    if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)) or len(neutral) != 3 or min(neutral) <= 0:
-        raise ValueError("color_matrix must be a finite 3×3 and as_shot_neutral three positive numbers")
-
-    RAW2DNG, DNGTags, Tag, Photometric, Illuminant = _pidng(path)
-    data = data.astype(np.uint16)
-    stored_w = w
-    if bits == 10 and w % 4:  # pidng packs 10-bit rows in groups of 4 pixels
-        stored_w = w + 4 - w % 4
-        data = np.pad(data, ((0, 0), (0, stored_w - w)), mode="edge")
-    data = np.ascontiguousarray(data)
-    tags = DNGTags()
-    tags.set(Tag.ImageWidth, stored_w)
-    tags.set(Tag.ImageLength, h)
-    tags.set(Tag.TileWidth, stored_w)
-    tags.set(Tag.TileLength, h)
-    tags.set(Tag.Orientation, 1)
-    tags.set(Tag.PhotometricInterpretation, Photometric.Color_Filter_Array)
-    tags.set(Tag.SamplesPerPixel, 1)
-    tags.set(Tag.BitsPerSample, bits)
-    tags.set(Tag.CFARepeatPatternDim, [2, 2])
-    tags.set(Tag.CFAPattern, ["RGB".index(c) for c in cfa])
-    tags.set(Tag.BlackLevelRepeatDim, [2, 2])
-    tags.set(Tag.BlackLevel, [int(round(float(b))) for b in blacks])
-    tags.set(Tag.WhiteLevel, white)
-    tags.set(Tag.ColorMatrix1, _rationals(matrix.ravel()))
-    tags.set(Tag.CalibrationIlluminant1, Illuminant.D65)
-    tags.set(Tag.AsShotNeutral, _rationals(neutral))
-    tags.set(Tag.Make, "n2n-raw")
-    tags.set(Tag.Model, "n2n-raw")
-    tags.set(Tag.UniqueCameraModel, "n2n-raw")
-    if stored_w != w:
-        tags.set(Tag.ActiveArea, [0, 0, h, w])  # top, left, bottom, right
-    writer = RAW2DNG()
-    writer.options(tags, path="", compress=False)  # pidng's compressed mode is broken
-    buf = writer.convert(data)
-    with atomic_path(path, force) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(buf)
-    return path
 
 
 def _denormalise(mosaic01: np.ndarray, black: Sequence[float], white: float, top: int) -> np.ndarray:
