@@ -2,7 +2,7 @@
 
 Every command is a thin layer over ``n2n_raw``; see the README for examples and ``COMMAND --help``.
 
-Why one module of ~450 lines: it is long but shallow. Each of the 12 commands only parses options, calls one
+Why one module of ~450 lines: it is long but shallow. Each of the 10 commands only parses options, calls one
 library function and prints its result; keeping them together keeps one error mapping (:func:`handles_errors`)
 and one place to read the whole command line. ``train``'s options are not written here but built from
 :class:`n2n_raw.config.TrainConfig` (:func:`config_options`).
