@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, check_choice
 
 CHOICES = ("auto", "on", "off")
 STORAGES = ("auto", "on", "pinned", "off")
@@ -43,8 +43,7 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
         if not torch.cuda.is_available():
             raise InputError("--device: cuda was asked for but no CUDA device is available")
         return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise InputError(f"--device: unknown device {name!r} (expected auto, cpu or cuda)")
+    check_choice(name, ("auto", "cpu", "cuda"), "--device", "device")
     return torch.device("cpu")
 
 
@@ -69,9 +68,7 @@ def inference_precision(precision: str) -> str:
     on raw blocks (benchmarks/RESULTS.md): an error floor that lowers a 50-dB score by about 0.2 dB."""
     if precision == "auto":
         return "fp32"
-    if precision not in INFERENCE_PRECISIONS:
-        raise InputError(f"--precision: unknown value {precision!r} (expected fp32 or bf16)")
-    return precision
+    return check_choice(precision, INFERENCE_PRECISIONS, "--precision")
 
 
 def autocast(device: torch.device, precision: str):
@@ -83,8 +80,7 @@ def autocast(device: torch.device, precision: str):
 
 
 def _on(setting: str, auto: bool, option: str) -> bool:
-    if setting not in CHOICES:
-        raise InputError(f"{option}: unknown value {setting!r} (expected auto, on or off)")
+    check_choice(setting, CHOICES, option)
     return auto if setting == "auto" else setting == "on"
 
 
@@ -160,8 +156,7 @@ def data_storage(setting: str, device: torch.device, nbytes: int, free_bytes: in
     ``auto`` on CUDA keeps it on the device when it takes at most half the free device memory, else in pinned
     host memory when it takes at most half the available host memory, else on the host path.
     """
-    if setting not in STORAGES:
-        raise InputError(f"--data-on-device: unknown value {setting!r} (expected auto, on, pinned or off)")
+    check_choice(setting, STORAGES, "--data-on-device")
     if setting == "off":
         return "host"
     if device.type != "cuda":

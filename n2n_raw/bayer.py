@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, check_choice
 
 CFAS = ("RGGB", "BGGR", "GRBG", "GBRG")
 MODES = ("rggb", "positional")
@@ -53,10 +53,8 @@ def check_cfa(name: str, what: str = "--cfa") -> str:
 
 def check_mode(mode: str) -> str:
     """Validate a packing mode (case-insensitive): ``"rggb"`` or ``"positional"``; return it lower-case."""
-    low = str(mode).strip().lower()
-    if low not in MODES:
-        raise InputError(f"--cfa-mode: unknown mode {mode!r} (expected one of {', '.join(MODES)})")
-    return low
+    check_choice(str(mode).strip().lower(), MODES, "--cfa-mode", "mode")
+    return str(mode).strip().lower()
 
 
 # --------------------------------------------------------------------------------------------------------

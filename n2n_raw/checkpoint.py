@@ -17,22 +17,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, check_choice
+from .io.atomic import atomic_path
 from .unet import UNet
 
 FORMAT = "n2n-raw-checkpoint"
 ARCH = "n2n-unet48"
 _NAME = re.compile(r"^ckpt-(\d{8,})\.json$")
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
@@ -52,13 +43,15 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
                 tensors[f"optim.{pid}.{k}"] = t.detach().contiguous().cpu()
         optim_groups = sd["param_groups"]
     stem = run_dir / f"ckpt-{step:08d}"
-    _atomic_write(stem.with_suffix(".safetensors"), lambda p: save_file(tensors, str(p)))
+    with atomic_path(stem.with_suffix(".safetensors"), force=True) as tmp:  # a rerun of a step replaces it
+        save_file(tensors, str(tmp))
     full = {"format": FORMAT, "version": 1, "arch": ARCH, "step": step,
             "model": {"in_ch": model.in_ch, "out_ch": model.out_ch, "init": model.init,
                       "residual": model.residual},
             "optim_param_groups": optim_groups,
             "versions": {"n2n_raw": __version__, "torch": torch.__version__}, **meta}
-    _atomic_write(stem.with_suffix(".json"), lambda p: p.write_text(json.dumps(full, indent=2)))
+    with atomic_path(stem.with_suffix(".json"), force=True) as tmp:  # written last: the checkpoint exists now
+        tmp.write_text(json.dumps(full, indent=2))
     if keep > 0:
         best = best_checkpoint(run_dir)
         for old in list_checkpoints(run_dir)[:-keep]:
@@ -100,8 +93,7 @@ def resolve(path: str | os.PathLike, which: str = "last") -> Path:
     For a run folder ``which`` picks the checkpoint: "last" (the newest) or "best" (:func:`best_checkpoint`,
     the newest when none was validated); a checkpoint file is taken as it is."""
     p = Path(path)
-    if which not in WHICH:
-        raise InputError(f"--which: unknown value {which!r} (expected best or last)")
+    check_choice(which, WHICH, "--which")
     if p.is_dir():
         ckpts = list_checkpoints(p)
         if not ckpts:

@@ -22,8 +22,8 @@ from typing import List, Optional
 
 import typer
 
-from .config import TrainConfig  # no torch: train --help is built from its fields
-from .errors import InputError
+from .config import MODES, TrainConfig  # no torch: train --help is built from its fields
+from .errors import InputError, check_choice
 from .fit import FIT_DEFAULTS  # light: --help shows fit's defaults without importing torch
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -270,8 +270,7 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
     seconds_per_megapixel counts MP = 2^20 pixels, as the SIDD kit does)."""
     from .checkpoint import load_model
     from .accel import inference_precision, pick_device
-    if mode not in ("srgb", "raw"):
-        raise InputError(f"--mode: unknown mode {mode!r} (expected srgb or raw)")
+    check_choice(mode, MODES, "--mode", "mode")
     if repeat is not None and repeat < 1:
         raise InputError(f"--repeat: must be >= 1, got {repeat}")
     if not 0 <= seed < 2 ** 32:
@@ -291,8 +290,7 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
         from .noise import NOISES
         if not data:
             raise InputError("--data: give at least one validation folder")
-        if noise not in NOISES:
-            raise InputError(f"--noise: unknown noise {noise!r} (expected one of {', '.join(NOISES)})")
+        check_choice(noise, NOISES, "--noise", "noise")
         rep = evaluate_srgb(model, data, noise, repeat, seed, dev, precision, progress=hook)
         hook.close()
         for s in rep["sets"]:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, check_choice
 
 MODES = ("srgb", "raw")
 TARGETS = ("n2n", "supervised")
@@ -111,20 +111,16 @@ class TrainConfig:
         from .noise import NOISES
         from .unet import INITS
         compile_ = _tristate(self.compile)  # runs saved while --compile was a flag hold a bool
-        d = PAPER_DEFAULTS.get(self.mode)
-        if d is None:
-            raise InputError(f"--mode: unknown mode {self.mode!r} (expected srgb or raw)")
+        check_choice(self.mode, MODES, "--mode", "mode")
+        d = PAPER_DEFAULTS[self.mode]
+        for value, choices, option, what in (
+                (self.target, TARGETS, "--target", "target"), (self.noise, NOISES, "--noise", "noise"),
+                (self.init, INITS, "--init", "init"), (self.cfa_mode, CFA_MODES, "--cfa-mode", "mode"),
+                (self.precision, PRECISIONS, "--precision", "value"),
+                (self.data_on_device, STORAGES, "--data-on-device", "value"), (compile_, CHOICES, "--compile", "value"),
+                (self.cuda_graphs, CHOICES, "--cuda-graphs", "value"), (self.lr_rule, LR_RULES, "--lr-rule", "rule")):
+            check_choice(value, choices, option, what)
         checks = [
-            (self.target in TARGETS, f"--target: unknown target {self.target!r} (expected n2n or supervised)"),
-            (self.noise in NOISES, f"--noise: unknown noise {self.noise!r} (expected one of {', '.join(NOISES)})"),
-            (self.init in INITS, f"--init: unknown init {self.init!r} (expected {', '.join(INITS)})"),
-            (self.cfa_mode in CFA_MODES, f"--cfa-mode: unknown mode {self.cfa_mode!r} (expected rggb or positional)"),
-            (self.precision in PRECISIONS, f"--precision: unknown value {self.precision!r} (expected auto, bf16 or fp32)"),
-            (self.data_on_device in STORAGES,
-             f"--data-on-device: unknown value {self.data_on_device!r} (expected auto, on, pinned or off)"),
-            (compile_ in CHOICES, f"--compile: unknown value {compile_!r} (expected auto, on or off)"),
-            (self.cuda_graphs in CHOICES, f"--cuda-graphs: unknown value {self.cuda_graphs!r} (expected auto, on or off)"),
-            (self.lr_rule in LR_RULES, f"--lr-rule: unknown rule {self.lr_rule!r} (expected sqrt, linear or none)"),
             (self.epochs >= 1, f"--epochs: must be >= 1, got {self.epochs}"),
             (self.steps is None or self.steps >= 1, f"--steps: must be >= 1, got {self.steps}"),
             (self.batch_size >= 1, f"--batch-size: must be >= 1, got {self.batch_size}"),

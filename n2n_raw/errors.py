@@ -13,6 +13,15 @@ class InputError(ValueError):
         super().__init__(" ".join(str(message).split()))  # always one line
 
 
+def check_choice(value, choices, option: str, what: str = "value"):
+    """``value`` when it is one of ``choices``; else InputError "OPTION: unknown WHAT 'v' (expected a, b or c)"."""
+    if value not in choices:
+        names = [str(c) for c in choices]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        raise InputError(f"{option}: unknown {what} {value!r} (expected {listed})")
+    return value
+
+
 def where(path, problem: str) -> InputError:
     """Build an :class:`InputError` whose message starts with the file's path."""
     return InputError(f"{path}: {problem}")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .errors import InputError
+from .errors import InputError, check_choice
 
 FULL_SHAPE = (40, 32, 256, 256)
 
@@ -40,8 +40,8 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
     out = Path(out)
     precision = inference_precision(precision)
     by_ext = {".mat": "mat", ".csv": "csv"}.get(out.suffix.lower())
-    if fmt is not None and fmt not in ("mat", "csv"):
-        raise InputError(f"--format: unknown format {fmt!r} (expected mat or csv)")
+    if fmt is not None:
+        check_choice(fmt, ("mat", "csv"), "--format", "format")
     if by_ext is None and fmt is None:
         raise InputError(f"{out}: unknown submission extension (use .mat or .csv, or --format)")
     if fmt is not None and by_ext is not None and fmt != by_ext:
