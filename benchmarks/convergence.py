@@ -15,6 +15,8 @@ Evaluation always runs in fp32, so variants differ by their training only. Mixed
 The supervised ceiling (N2N against noisy → clean training of the same U-Net; raw uses the built-in data's
 clean mosaics as the clean frames):
     python benchmarks/convergence.py --task both --steps 2000 --eval-every 200 --variants n2n,supervised
+and with more (noisy, clean) raw pairs than the built-in 10 (a store of N mosaics of the same recipe):
+    python benchmarks/convergence.py --task raw --steps 2000 --eval-every 500 --variants n2n,supervised --raw-mosaics 80
 
 Writes CSV + PNG under --out and prints a summary table. CPU setting (default) fits in 30 min on 2 cores:
     python benchmarks/convergence.py --task both --steps 1000 --eval-every 100
