@@ -103,13 +103,16 @@ def evaluate_srgb(model: torch.nn.Module, folders: list[str | Path], noise: str 
 
 
 def evaluate_raw(model: torch.nn.Module, noisy: np.ndarray, gt: np.ndarray, cfas: list[str], cfa_mode: str,
-                 batch_size: int = 32, device="cpu", precision: str = "fp32", progress=None) -> dict:
-    """SIDD-convention metrics of a raw model on blocks (N, B, h, w); returns the JSON report."""
+                 batch_size: int = 32, device="cpu", precision: str = "fp32", progress=None,
+                 unify: str | None = None) -> dict:
+    """SIDD-convention metrics of a raw model on blocks (N, B, h, w); returns the JSON report.
+    ``unify``: how ``rggb`` mode brings non-RGGB blocks to RGGB phase (default :data:`n2n_raw.infer.BLOCK_UNIFY`)."""
+    unify = infer.BLOCK_UNIFY if unify is None else unify
     if noisy.shape != gt.shape:
         raise InputError(f"noisy blocks {noisy.shape} and ground truth {gt.shape} differ in shape")
     model = place_model(model, torch.device(device)).eval()
     t0 = time.perf_counter()
-    pred = infer.denoise_blocks(model, noisy, cfas, cfa_mode, batch_size, device, precision, progress)
+    pred = infer.denoise_blocks(model, noisy, cfas, cfa_mode, batch_size, device, precision, progress, unify)
     seconds = time.perf_counter() - t0
     rows = []
     for i in range(noisy.shape[0]):
@@ -119,7 +122,7 @@ def evaluate_raw(model: torch.nn.Module, noisy: np.ndarray, gt: np.ndarray, cfas
             rows.append({"image": i, "block": j, "psnr": p, "ssim": s, "noisy_psnr": pn})
     report = _summary(rows)
     mp = noisy.size / metrics.MEGAPIXEL
-    report.update(mode="raw", cfa_mode=cfa_mode, per_image=rows, seconds=seconds,
+    report.update(mode="raw", cfa_mode=cfa_mode, block_unify=unify, per_image=rows, seconds=seconds,
                   seconds_per_megapixel=seconds / mp)
     return report
 

@@ -250,10 +250,12 @@ def denoise_mosaic(model: torch.nn.Module, mosaic: np.ndarray, cfa: str, cfa_mod
     return bayer.from_packed(out, cfa, cfa_mode, meta).numpy()
 
 
-#: How ``rggb`` mode unifies SIDD blocks (:func:`bayer.to_packed`'s ``unify``): padding a 256² BGGR/GRBG/GBRG
-#: block packs it to 129², padded to 160² for the U-Net (1.56× the work of an RGGB block); flipping it into
-#: RGGB phase costs nothing extra. Measured difference in benchmarks/RESULTS.md.
-BLOCK_UNIFY = "pad"
+#: How ``rggb`` mode unifies SIDD blocks (:func:`bayer.to_packed`'s ``unify``). Flipping a 256² BGGR/GRBG/GBRG
+#: block into RGGB phase packs it to 128², the cost of an RGGB block (1.02× positional, measured); padding it
+#: packs it to 129², padded to 160² for the U-Net (1.56×). The outputs differ (the pad path's 160² pass gives
+#: the block's bottom/right border reflected context); the score differs by −0.03 dB for a 2,000-step model
+#: and −0.14 dB for a 300-step one (benchmarks/RESULTS.md). ``pad`` was the default before.
+BLOCK_UNIFY = "flip"
 
 
 def denoise_blocks(model: torch.nn.Module, blocks: np.ndarray, cfas: list[str], cfa_mode: str, batch_size: int = 32,

@@ -23,18 +23,22 @@ def machine_specs(device: torch.device) -> str:
 
 def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | None = None, batch_size: int = 32,
            force: bool = False, device: str = "auto", precision: str = "fp32", progress=None,
-           optional: dict | None = None, warn=print, which: str = "best", positions=None) -> dict:
+           optional: dict | None = None, warn=print, which: str = "best", positions=None,
+           unify: str | None = None) -> dict:
     """Write a verified submission; returns {"blocks", "seconds", "time_mp", "format", "path", "checkpoint"}.
 
     ``which`` picks a run folder's checkpoint (best or last); the choice is written into OptionalData.Checkpoint.
     ``positions`` (or a ``BenchmarkBlocks32.mat`` beside the blocks) is checked first: even block starts.
+    ``unify`` (default :data:`n2n_raw.infer.BLOCK_UNIFY`): how ``rggb`` mode brings non-RGGB blocks to RGGB phase;
+    written into OptionalData.BlockUnify.
 
     The denoised blocks are clamped to [0, 1] (the benchmark's convention), float32, in the input's order
     and orientation; the CFA handling of the checkpoint's mode is undone block by block.
     """
     from .accel import inference_precision, pick_device, place_model
     from .checkpoint import load_model
-    from .infer import denoise_blocks
+    from .bayer import UNIFY
+    from .infer import BLOCK_UNIFY, denoise_blocks
     from .io import sidd
     from .io.atomic import check_writable
     out = Path(out)
@@ -47,6 +51,7 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
     if fmt is not None and by_ext is not None and fmt != by_ext:
         raise InputError(f"{out}: --format {fmt} does not match the file extension {out.suffix}")
     fmt = fmt or by_ext
+    unify = check_choice(BLOCK_UNIFY if unify is None else unify, UNIFY, "--unify")
     if batch_size < 1:
         raise InputError(f"--batch-size: must be >= 1, got {batch_size}")
     check_writable(out, force)
@@ -58,10 +63,11 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
     dev = pick_device(device)
     model = place_model(model, dev)
     if dev.type == "cuda":  # warm-up outside the timed region: cuDNN autotuning is not denoising time
-        denoise_blocks(model, blocks[:1, :1], cfas[:1], meta.get("cfa_mode", "rggb"), 1, dev, precision)
+        denoise_blocks(model, blocks[:1, :1], cfas[:1], meta.get("cfa_mode", "rggb"), 1, dev, precision, None, unify)
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    pred = denoise_blocks(model, blocks, cfas, meta.get("cfa_mode", "rggb"), batch_size, dev, precision, progress)
+    pred = denoise_blocks(model, blocks, cfas, meta.get("cfa_mode", "rggb"), batch_size, dev, precision, progress,
+                          unify)
     seconds = time.perf_counter() - t0
     if hasattr(progress, "close"):
         progress.close()
@@ -69,10 +75,11 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
     time_mp = seconds * metrics.MEGAPIXEL / blocks.size
     if fmt == "mat":
         opt = {"MethodName": "Neighbor2Neighbor (n2n-raw)", "Authors": "", "PaperTitle": "", "Venue": "",
-               **(optional or {}), "MachineSpecs": machine_specs(dev), "Checkpoint": meta["chosen"]}
+               **(optional or {}), "MachineSpecs": machine_specs(dev), "Checkpoint": meta["chosen"],
+               "BlockUnify": unify}
         sidd.write_submission_mat(out, pred, time_mp, opt, force=force)
     else:
         sidd.write_submission_csv(out, pred, force=force)
     sidd.verify_submission(out, pred)
     return {"blocks": int(blocks.shape[0] * blocks.shape[1]), "seconds": seconds, "time_mp": time_mp,
-            "format": fmt, "path": str(out), "denoised": pred, "checkpoint": meta["chosen"]}
+            "format": fmt, "path": str(out), "denoised": pred, "checkpoint": meta["chosen"], "block_unify": unify}

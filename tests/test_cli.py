@@ -213,12 +213,51 @@ def test_evaluate_raw_report(raw_run, raw_world, tmp_path):
     assert "checkpoint: last of run (step 2," in r.stdout
 
 
-def _expected_submission(ckpt, blocks_path) -> np.ndarray:
+def _expected_submission(ckpt, blocks_path, unify=None) -> np.ndarray:
     from n2n_raw.infer import denoise_blocks
     model, meta = load_model(ckpt)
     blocks = sidd.read_blocks(blocks_path)
-    pred = denoise_blocks(model, blocks, sidd.block_cfas(blocks.shape[0]), meta["cfa_mode"], 32, "cpu", "fp32")
+    pred = denoise_blocks(model, blocks, sidd.block_cfas(blocks.shape[0]), meta["cfa_mode"], 32, "cpu", "fp32",
+                          unify=unify)
     return np.clip(pred, 0, 1).astype(np.float32)
+
+
+def test_unify_option_picks_the_block_path_and_is_reported(raw_ckpt, raw_world, tmp_path):
+    """--unify pad|flip on evaluate and submit-sidd: the outputs are those of denoise_blocks(unify=...), the
+    choice is in the report / OptionalData, and the CLI's default is the library's."""
+    import typer.main
+
+    from n2n_raw.cli import app
+    from n2n_raw.infer import BLOCK_UNIFY
+    commands = typer.main.get_command(app).commands
+    for name in ("evaluate", "submit-sidd"):
+        assert {p.name: p for p in commands[name].params}["unify"].default == BLOCK_UNIFY == "flip"
+    cfas = sidd.block_cfas(2)
+    assert any(c != "RGGB" for c in cfas), cfas  # the test world has blocks that need unifying
+    outs = {}
+    for unify in ("pad", "flip"):
+        mat = tmp_path / f"{unify}.mat"
+        res = cli("submit-sidd", "--checkpoint", raw_ckpt, "--blocks", raw_world["bench_noisy"], "--out", mat,
+                  "--unify", unify, *CPU)
+        assert "verified" in res.stdout
+        m = scipy.io.loadmat(mat)
+        assert str(m["OptionalData"][0, 0]["BlockUnify"].item()) == unify
+        got = np.stack([np.stack(list(row)) for row in m["DenoisedBlocksRaw"]])
+        np.testing.assert_allclose(got, _expected_submission(raw_ckpt, raw_world["bench_noisy"], unify),
+                                   atol=1e-5, rtol=0)
+        outs[unify] = got
+        report = tmp_path / f"{unify}.json"
+        cli("evaluate", "--checkpoint", raw_ckpt, "--mode", "raw", "--noisy", raw_world["val_noisy"], "--gt",
+            raw_world["val_gt"], "--unify", unify, "--report", report, *CPU)
+        assert json.loads(report.read_text())["block_unify"] == unify
+    rggb = [i for i, c in enumerate(cfas) if c == "RGGB"]
+    other = [i for i, c in enumerate(cfas) if c != "RGGB"]
+    assert np.array_equal(outs["pad"][rggb], outs["flip"][rggb])  # RGGB blocks take neither path
+    assert not np.allclose(outs["pad"][other], outs["flip"][other], atol=1e-4)
+    r = cli("submit-sidd", "--checkpoint", raw_ckpt, "--blocks", raw_world["bench_noisy"], "--out",
+            tmp_path / "x.mat", "--unify", "mirror", *CPU, expect=2)
+    assert_one_line_error(r.stderr, "--unify: unknown value 'mirror' (expected pad or flip)")
+    assert not (tmp_path / "x.mat").exists()
 
 
 def test_submit_sidd_mat_and_csv(raw_ckpt, raw_world, tmp_path):
@@ -249,6 +288,7 @@ def test_submit_sidd_mat_and_csv(raw_ckpt, raw_world, tmp_path):
     assert str(opt["MethodName"].item()) == "N2N test" and str(opt["Authors"].item()) == "A. B."
     assert str(opt["Checkpoint"].item()) == f"file {raw_ckpt.name} (step 2, validation " \
         f"{json.loads(raw_ckpt.read_text())['metrics']['val_psnr']:.2f} dB)"
+    assert str(opt["BlockUnify"].item()) == "flip"
 
     # .csv, decoded independently: header ID,BLOCK; row k = block (k // B, k % B) as base64 float32 LE.
     with open(csv_path, newline="") as f:
