@@ -1,4 +1,5 @@
-"""Run-folder pictures: loss/PSNR curves and a before/after comparison (raw rendered to sRGB)."""
+"""Run-folder pictures: loss/PSNR curves and a before/after comparison (raw rendered to sRGB), written at the
+end of training by :func:`write_pictures`."""
 from __future__ import annotations
 
 import csv
