@@ -14,11 +14,9 @@ import os
 import signal
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 from PIL import Image
 
 from . import cfa_check
@@ -56,10 +54,6 @@ def _ordered_map(fn: Callable, items: list, workers: int) -> Iterator:
 
 
 _END = object()
-
-
-def _phase_check(mosaic: np.ndarray, cfa: str) -> None:
-    cfa_check.cfa_phase_check(mosaic, cfa)
 
 
 def prepare_sidd(root, out, *, with_gt: bool = False, workers: int | None = None, force: bool = False,
@@ -108,7 +102,7 @@ def prepare_sidd(root, out, *, with_gt: bool = False, workers: int | None = None
     done = 0
     with StoreWriter(out, "raw", force=force, sources=[rel(s.noisy) for s in jobs]) as writer:
         for fs, noisy, gt, info in _ordered_map(load, jobs, int(workers)):
-            _phase_check(noisy, info["cfa"])
+            cfa_check.cfa_phase_check(noisy, info["cfa"])
             writer.add(noisy, gt=gt, scene=fs.scene, source=rel(fs.noisy), **info)
             done += 1
             if progress is not None:
@@ -123,7 +117,8 @@ def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int
     Each readable file becomes one item: float32 (H, W) mosaic in [0, 1] with attrs ``cfa``, ``source``
     (path relative to ``root``, POSIX style) and ``bits``; the store's ``sources`` lists those paths.
     Files are decoded by a small thread pool (``workers``, default min(4, CPUs), at most
-    ``MAX_WORKERS`` = 8) and consumed in order, with at most ``workers + 1`` frames in memory. Every frame goes through
+    ``MAX_WORKERS`` = 8; :func:`_ordered_map`) and consumed in order, with at most ``workers + 1`` frames in
+    memory. Every frame goes through
     :func:`n2n_raw.cfa_check.cfa_phase_check`; a mismatch is a warning naming the file.
 
     Args:
@@ -147,22 +142,8 @@ def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int
         except InputError as e:
             return e
 
-    with StoreWriter(out, "raw", force=force, sources=sources) as store, \
-            ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = []
-        it = iter(files)
-        for p in it:  # prime the window
-            pending.append((p, pool.submit(load, p)))
-            if len(pending) > workers:
-                break
-        done = 0
-        while pending:
-            p, fut = pending.pop(0)
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(load, nxt)))
-            result = fut.result()
-            del fut
+    with StoreWriter(out, "raw", force=force, sources=sources) as store:
+        for done, (p, result) in enumerate(zip(files, _ordered_map(load, files, workers)), 1):
             if isinstance(result, InputError):
                 errors.append(str(result))
             else:
@@ -174,8 +155,7 @@ def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int
                     warnings.warn(f"{p}: {wmsg.message}", stacklevel=2)
                 store.add(result.mosaic, cfa=result.cfa, source=rel, bits=result.bits)
                 sources.append(rel)
-            del result
-            done += 1
+            del result  # the next frame is decoded while this one is no longer held
             if progress is not None:
                 progress(done, len(files))
         if not sources:
