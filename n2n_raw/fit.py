@@ -110,7 +110,9 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
             non-empty ``run_dir`` or an existing output without ``force``. Raised before anything is written.
     """
     from .accel import pick_device
+    from .denoise import OUTPUTS
     from .denoiser import Denoiser
+    from .io.atomic import check_writable
     from .metrics import MEGAPIXEL
     from .runfolder import check_run_dir
     from .train import train
@@ -120,13 +122,9 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     out_dir = Path(denoised_dir) if denoised_dir is not None else run_dir / "denoised"
     # Everything a user gave is checked before training: a mistake must not cost a training run.
     check_run_dir(run_dir, resume=False, force=force)
-    for f in files:
-        for suffix in (".dng", ".png"):
-            target = out_dir / f"{f.stem}{suffix}"
-            if target.exists() and not force:
-                raise InputError(f"{target}: already exists (use --force to overwrite)")
-            if target.is_dir():
-                raise InputError(f"{target}: is a folder, expected a file path")
+    for f in files:  # no folder made yet: train() would find the run folder not empty
+        for suffix in OUTPUTS["camera-raw"]:
+            check_writable(out_dir / f"{f.stem}{suffix}", force, make_folder=False)
     cfg = fit_config(files, steps=steps, lr=lr, batch_size=batch_size, patch_size=patch_size, seed=seed,
                      device=device, precision=precision)
     dev = pick_device(device)  # refuses an unavailable device before the run folder is made

@@ -8,14 +8,16 @@ from pathlib import Path
 from ..errors import InputError
 
 
-def check_writable(path: str | os.PathLike, force: bool) -> Path:
-    """Refuse an existing output unless ``force``; make sure its folder exists."""
+def check_writable(path: str | os.PathLike, force: bool, *, make_folder: bool = True) -> Path:
+    """Refuse an existing output unless ``force``; make sure its folder exists (``make_folder``: a check made
+    before anything may be written, e.g. ``fit``'s outputs inside a run folder not yet made, passes False)."""
     path = Path(path)
     if path.exists() and not force:
         raise InputError(f"{path}: already exists (use --force to overwrite)")
     if path.exists() and path.is_dir():
         raise InputError(f"{path}: is a folder, expected a file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 
