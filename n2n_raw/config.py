@@ -93,7 +93,8 @@ class TrainConfig:
                                       "on, off.")
     data_on_device: str = option(
         "auto", "Where the training set lives: on (device memory, crops cut there), pinned (pinned host memory), "
-        "off (host crops per step), auto (CUDA: on if it fits in half the free memory, else pinned; CPU: off).")
+        "off (host crops per step), auto (CUDA: on if it fits in half the free memory, else pinned if it fits in "
+        "half the available host memory, else off; CPU: off).")
     log_every: int = option(50, "Steps between metrics rows.")
     ckpt_every: int = option(0, "Also checkpoint every N steps (0: epoch ends only).")
     keep_checkpoints: int = option(3, "Checkpoints kept beside the best one (0: all).")
