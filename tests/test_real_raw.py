@@ -198,9 +198,9 @@ def test_camera_raw_kdc_becomes_dng(tmp_path):
 
 @pytest.mark.parametrize("name, reason", [
     ("kodak_c330_not_bayer.raw", r"multi-plane raw"),
-    # a 13-KB file declaring 2328×3516 pixels: LibRaw returns zeros, or (after reading some other files in the
-    # same process) leftover values and a black level above white; refused either way
-    ("stub_no_pixels.dng", r"no pixel data \(every pixel is 0|white level 4095 is not above the black level"),
+    # a 13.7-kB file declaring 3516×2328 pixels (0.013 bits each): what LibRaw returns for them is zeros or,
+    # after other files in the same process, its buffer's leftovers; refused by size before either is read
+    ("stub_no_pixels.dng", r"no pixel data \(13\.7 kB for 3516×2328 pixels"),
 ])
 def test_not_bayer_or_broken_refused_by_cli(tmp_path, raw_ckpt, name, reason):
     res = cli("denoise", "--checkpoint", raw_ckpt, REAL / name, "--out", tmp_path / "o", expect=2)
@@ -209,6 +209,21 @@ def test_not_bayer_or_broken_refused_by_cli(tmp_path, raw_ckpt, name, reason):
     assert not any((tmp_path / "o").glob("*"))
     with pytest.raises(InputError, match=reason):
         camera_raw.read_raw(REAL / name)
+
+
+def test_too_small_for_its_pixels_refused_whatever_was_read_before(tmp_path):
+    """The stub after real files (LibRaw's buffer then holds their pixels) and a real DNG cut short: both
+    refused before decoding, by read_raw and by the DNG writer; every real raw holds ≥ 1.8 bits per pixel."""
+    cut = tmp_path / "cut.dng"
+    cut.write_bytes((REAL / "pi_bggr_scene.dng").read_bytes()[:16_000])  # header and tags whole, pixels gone
+    for name in ("canon_550d_colorchart.dng", "pi_bggr_scene.dng", "kodak_dc50.kdc"):
+        camera_raw.read_raw(REAL / name)
+        for bad in (REAL / "stub_no_pixels.dng", cut):
+            with pytest.raises(InputError, match=r"no pixel data \(\d+\.\d kB for \d+×\d+ pixels"):
+                camera_raw.read_raw(bad)
+    with pytest.raises(InputError, match=r"no pixel data \(16\.0 kB for 1456×1088 pixels"):
+        dng.write_denoised_dng(cut, np.zeros((1088, 1456), np.float32), tmp_path / "o.dng")
+    assert not (tmp_path / "o.dng").exists()
 
 
 def test_unclipped_read_keeps_noise_below_black():

@@ -95,11 +95,27 @@ def _open(path: Path):
     with _libraw_errors(path):
         raw = _rawpy().imread(str(path))
         try:
+            _check_holds_pixels(raw, path)
             raw.unpack()
         except BaseException:
             raw.close()
             raise
     return raw
+
+
+#: Fewest bits per stored pixel a raw file can hold its image in. Real raws take 1.9 (the lossy Kodak DC50)
+#: to 16; lossless JPEG spends at least 1 bit per sample. Below this the file cannot hold the pixels it
+#: declares, and what LibRaw returns for them is whatever its buffer held (zeros, or a previous file's data).
+MIN_BITS_PER_PIXEL = 1 / 8
+
+
+def _check_holds_pixels(raw, path: Path) -> None:
+    """InputError when the file is far too small for the pixels it declares (metadata-only or truncated)."""
+    pixels = int(raw.sizes.raw_height) * int(raw.sizes.raw_width)
+    size = path.stat().st_size
+    if pixels and size * 8 < MIN_BITS_PER_PIXEL * pixels:
+        raise InputError(f"{path}: no pixel data ({size / 1e3:.1f} kB for {raw.sizes.raw_width}×"
+                         f"{raw.sizes.raw_height} pixels: a metadata-only or truncated file)")
 
 
 def _cfa_of(raw, path: Path) -> str:
