@@ -4,7 +4,7 @@ sRGB checkpoints: PNG/JPEG/TIFF/... → same-named PNG; ``.npy`` float32 (H, W, 
 allowed) → ``.npy`` float32 (the network output, unclamped, lossless).
 Raw checkpoints: DNG or any Bayer camera raw LibRaw reads → denoised DNG carrying the source's metadata + a
 PNG preview rendered by LibRaw; ``.npy``
-float32 (H, W) Bayer mosaic → ``.npy``; SIDD ``.MAT`` frame → ``.npy`` (CFA from the METADATA file beside it).
+float32 (H, W) Bayer mosaic → ``.npy``; SIDD ``.MAT`` frame → ``.npy`` (CFA from the METADATA file beside it, else the scene folder's phone).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class Loaded:
 
     kind: "rgb" (an image file: float32 (H, W, 3) in [0, 1]), "rgb-npy" ((H, W, 3), unclipped allowed),
     "camera-raw" (DNG or any Bayer raw: float32 (H, W) mosaic, black 0 and white 1, unclipped), "npy-mosaic"
-    ((H, W), CFA from the caller) or "sidd-mat" ((H, W) in [0, 1], CFA from its METADATA file).
+    ((H, W), CFA from the caller) or "sidd-mat" ((H, W) in [0, 1], CFA from its METADATA file or its scene folder's phone).
     """
     kind: str
     array: np.ndarray
@@ -85,11 +85,8 @@ def read_input(path: str | Path, mode: str, cfa: str | None = None) -> Loaded:
     if suffix == ".mat":
         from .io import sidd
         m = sidd.read_frame(path)
-        if override is None:
-            meta_path = path.with_name(path.name.replace("NOISY", "METADATA").replace("GT", "METADATA"))
-            if meta_path == path or not meta_path.is_file():
-                raise InputError(f"{path}: no metadata file {meta_path.name} beside it; pass --cfa")
-            override = sidd.read_metadata(meta_path).cfa
+        if override is None:  # as prepare and train read a scene folder: METADATA beside it, else the phone
+            override = sidd.frame_cfa(sidd.frame_set(path))["cfa"]
         return Loaded("sidd-mat", m, override)
     raise InputError(f"{path}: unsupported input for a raw checkpoint (expected a camera raw file such as "
                      f".dng/.nef/.cr2, a .npy mosaic or a SIDD .MAT frame)")

@@ -1,6 +1,7 @@
 """SIDD file formats (n2n_raw.io.sidd): frames, metadata/CFA, block files, positions, submissions."""
 import base64
 import os
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -181,27 +182,64 @@ def test_metadata_cfa_sources(tmp_path, phone):
     raises_for(m, sidd.read_metadata, m, match="no CFA")
 
 
-def test_metadata_layout_is_imfinfo_like(tmp_path):
-    m = tmp_path / "0001_METADATA_RAW_010.MAT"
-    sidd.write_metadata(m, make="samsung", model="SM-G925V", cfa="GRBG", width=10, height=6, iso=800)
-    md = scipy.io.loadmat(m)["metadata"][0, 0]
-    for field in ("Filename", "Width", "Height", "Make", "Model", "BitDepth", "BlackLevel", "WhiteLevel",
-                  "AsShotNeutral", "ColorMatrix1", "ColorMatrix2", "Orientation", "ISOSpeedRatings",
-                  "UnknownTags"):
-        assert field in md.dtype.names
-    tags = md["UnknownTags"]
-    assert tags.shape[0] == 1 and tags.shape[1] >= 3
-    assert tags[0, 1]["ID"].item() == 33422
-    assert tags[0, 1]["Value"].ravel().tolist() == [1, 0, 2, 1]  # GRBG
-    assert 51041 in [t["ID"].item() for t in tags[0]]
+REAL_META = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_raw" / \
+    "sidd_0001_METADATA_RAW_010.MAT"
+needs_real_meta = pytest.mark.skipif(not REAL_META.is_file(), reason="the real SIDD metadata file is absent")
 
+
+def _tags(md) -> list[tuple[int, list]]:
+    """(ID, Value codes) of each UnknownTags entry, read with scipy alone."""
+    return [(int(t["ID"].item()), t["Value"].ravel().tolist()) for t in md["UnknownTags"].ravel()]
+
+
+@needs_real_meta
+def test_real_metadata_file_read_as_scipy_sees_it():
+    """The metadata of scene 0001 as MATLAB wrote it: every value read_metadata returns equals the struct's."""
+    md = scipy.io.loadmat(REAL_META)["metadata"][0, 0]
+    codes = dict(_tags(md))[33422]
+    meta = sidd.read_metadata(REAL_META)
+    assert meta.cfa == "".join("RGB"[c] for c in codes) == "GRBG"  # [1 0 2 1], the spec's S6 pattern
+    assert (meta.cfa_source, meta.phone) == ("UnknownTags", "S6")
+    assert (meta.make, meta.model) == (md["Make"].item(), md["Model"].item()) == ("samsung", "SM-G925I")
+    assert (meta.width, meta.height, meta.iso) == (md["Width"].item(), md["Height"].item(),
+                                                   md["ISOSpeedRatings"].item()) == (5328, 3000, 100)
+    assert meta.black_level == tuple(float(v) for v in md["BlackLevel"].ravel())
+    assert meta.white_level == float(md["WhiteLevel"].item()) == 1023.0
+    assert meta.iso == sidd.parse_scene_name("0001_001_S6_00100_00060_3200_L")["iso"]
+
+
+@needs_real_meta
+def test_synthetic_metadata_laid_out_like_the_real_file(tmp_path):
+    """The writer behind the synthetic world stores what the reader reads as MATLAB did: same fields, same
+    kinds, UnknownTags an N×1 struct array (ID uint16, Value uint8 codes) with the CFA tag second."""
+    real = scipy.io.loadmat(REAL_META)["metadata"][0, 0]
+    m = tmp_path / "0001_METADATA_RAW_010.MAT"
+    sidd.write_metadata(m, make="samsung", model="SM-G925I", cfa="GRBG", width=5328, height=3000, iso=100)
+    synth = scipy.io.loadmat(m)["metadata"][0, 0]
+    for field in ("Width", "Height", "Make", "Model", "BlackLevel", "WhiteLevel", "AsShotNeutral",
+                  "ColorMatrix1", "ColorMatrix2", "Orientation", "ISOSpeedRatings", "UnknownTags"):
+        assert field in real.dtype.names and field in synth.dtype.names, field
+        assert synth[field].shape == real[field].shape or field == "UnknownTags", field
+        assert (synth[field].dtype.kind in "US") == (real[field].dtype.kind in "US"), field
+    for md in (real, synth):
+        tags = md["UnknownTags"]
+        assert tags.shape[1] == 1 and tags.dtype.names == ("ID", "Offset", "Value")
+        assert [i for i, _ in _tags(md)][:2] == [33421, 33422] and 51041 in dict(_tags(md))
+        assert tags[1, 0]["ID"].dtype == np.uint16 and tags[1, 0]["Value"].dtype == np.uint8
+        assert dict(_tags(md))[33422] == [1, 0, 2, 1] and dict(_tags(md))[33421] == [2, 2]
+    r, s = sidd.read_metadata(REAL_META), sidd.read_metadata(m)
+    assert (s.cfa, s.cfa_source, s.phone, s.make, s.model, s.width, s.height, s.iso) == \
+        (r.cfa, r.cfa_source, r.phone, r.make, r.model, r.width, r.height, r.iso)
+
+
+def test_metadata_subifds_layout(tmp_path):
     m2 = tmp_path / "sub.MAT"
     sidd.write_metadata(m2, make="samsung", model="SM-G925V", cfa="GRBG", width=10, height=6, iso=800,
                         cfa_in="SubIFDs")
     md = scipy.io.loadmat(m2)["metadata"][0, 0]
-    assert 33422 not in [t["ID"].item() for t in md["UnknownTags"][0]]
+    assert 33422 not in dict(_tags(md))
     sub = md["SubIFDs"][0, 0][0, 0]  # SubIFDs{1}
-    assert 33422 in [t["ID"].item() for t in sub["UnknownTags"][0]]
+    assert dict(_tags(sub))[33422] == [1, 0, 2, 1]
 
 
 def test_metadata_robust_to_shapes(tmp_path):
@@ -263,11 +301,37 @@ def test_find_frames(tmp_path):
         (s2.name, "010"), (s2.name, "011"), (s1.name, "010"), (s1.name, "011")]
     assert sets[2].gt == s1 / "0002_GT_RAW_010.MAT" and sets[2].meta == s1 / "0002_METADATA_RAW_010.MAT"
     assert sets[3].gt is None and sets[3].meta is None
+    # One file's capture is looked up as find_frames does; a GT file finds the same METADATA.
+    assert [sidd.frame_set(s.noisy) for s in sets] == sets
+    gt = sidd.frame_set(s1 / "0002_GT_RAW_010.MAT")
+    assert (gt.scene, gt.noisy, gt.meta, gt.index) == (s1.name, s1 / "0002_GT_RAW_010.MAT", sets[2].meta, "010")
+    other = sidd.frame_set(s2 / "notes.txt")
+    assert (other.scene, other.gt, other.meta) == (s2.name, None, None)
     # Without a Data folder, the scene folders may sit directly under the root.
     assert len(sidd.find_frames(data)) == 4
     raises_for(tmp_path / "missing", sidd.find_frames, tmp_path / "missing")
     (tmp_path / "empty" / "scene").mkdir(parents=True)
     raises_for(tmp_path / "empty", sidd.find_frames, tmp_path / "empty", match="NOISY")
+
+
+@needs_real_meta
+def test_denoise_reads_a_frames_cfa_as_prepare_and_train_do(tmp_path):
+    """A .MAT given to denoise: the real METADATA beside it (lower-case name) wins over the folder's phone,
+    without one the folder's phone (IP: RGGB) says the CFA, and with neither the user is asked for --cfa."""
+    from n2n_raw.denoise import read_input
+    scene = tmp_path / "0001_001_IP_00100_00060_3200_L"
+    frame = scene / "0001_NOISY_RAW_010.MAT"
+    sidd.write_frame(frame, np.full((6, 8), 0.25, np.float32))
+    meta = scene / "0001_metadata_raw_010.mat"
+    meta.write_bytes(REAL_META.read_bytes())
+    assert read_input(frame, "raw").cfa == "GRBG"
+    assert read_input(frame, "raw", cfa="BGGR").cfa == "BGGR"
+    meta.unlink()
+    assert read_input(frame, "raw").cfa == "RGGB"
+    plain = tmp_path / "plain" / "0001_NOISY_RAW_010.MAT"
+    plain.parent.mkdir()
+    frame.rename(plain)
+    raises_for(plain, read_input, plain, "raw", match="pass --cfa")
 
 
 # ------------------------------------------------------------------------------------------------ blocks

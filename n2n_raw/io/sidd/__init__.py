@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from .blocks import (POSITIONS_FILE, check_block_positions, positions_beside, read_block_positions, read_blocks,
                      read_checked_blocks)
-from .frames import FrameSet, find_frames, read_frame
+from .frames import FrameSet, find_frames, frame_set, read_frame
 from .metadata import SiddMeta, cfa_from_codes, frame_cfa, read_metadata
 from .names import (BLOCK_SCENES, BLOCK_VARIABLES, CFAS, MAKE_TO_PHONE, PHONE_CFA, block_cfas, check_cfa,
                     parse_scene_name, phone_from_make)
@@ -42,7 +42,7 @@ __all__ = [
     "CFAS", "check_cfa", "PHONE_CFA", "MAKE_TO_PHONE", "BLOCK_SCENES", "BLOCK_VARIABLES",
     "phone_from_make", "parse_scene_name", "block_cfas",
     # frames
-    "read_frame", "FrameSet", "find_frames",
+    "read_frame", "FrameSet", "find_frames", "frame_set",
     # metadata
     "SiddMeta", "cfa_from_codes", "read_metadata", "frame_cfa",
     # blocks

@@ -68,7 +68,32 @@ class FrameSet:
     index: str
 
 
-_NOISY_RE = re.compile(r"^(.*)_NOISY_RAW_(.*)\.mat$", re.IGNORECASE)
+_FRAME_RE = re.compile(r"^(.*)_(NOISY|GT)_RAW_(.*)\.mat$", re.IGNORECASE)
+
+
+def _frame_set(folder: Path, files: dict[str, Path], prefix: str, index: str, noisy: Path) -> FrameSet:
+    """The capture ``prefix``/``index`` in ``folder``; ``files``: the folder's files by lower-case name."""
+    return FrameSet(scene=folder.name, noisy=noisy, gt=files.get(f"{prefix}_gt_raw_{index}.mat".lower()),
+                    meta=files.get(f"{prefix}_metadata_raw_{index}.mat".lower()), index=index)
+
+
+def _files_of(folder: Path) -> dict[str, Path]:
+    return {f.name.lower(): f for f in folder.iterdir() if f.is_file()}
+
+
+def frame_set(path) -> FrameSet:
+    """The capture one SIDD frame file belongs to, its GT and METADATA looked up beside it as :func:`find_frames`
+    does (case-insensitively, same prefix and index).
+
+    ``noisy`` is ``path`` itself (a GT file can be denoised too). A file not named ``*_NOISY_RAW_*`` or
+    ``*_GT_RAW_*`` gets no GT or METADATA; its scene is still its folder's name, which may name the phone.
+    """
+    path = Path(path)
+    m = _FRAME_RE.match(path.name)
+    if not m:
+        return FrameSet(scene=path.parent.name, noisy=path, gt=None, meta=None, index="")
+    prefix, _, index = m.groups()
+    return _frame_set(path.parent, _files_of(path.parent), prefix, index, path)
 
 
 def find_frames(root) -> list[FrameSet]:
@@ -84,15 +109,11 @@ def find_frames(root) -> list[FrameSet]:
     base = data if data is not None else root
     found: list[FrameSet] = []
     for folder in sorted(c for c in base.iterdir() if c.is_dir()):
-        files = {f.name.lower(): f for f in folder.iterdir() if f.is_file()}
-        for low, f in sorted(files.items()):
-            m = _NOISY_RE.match(f.name)
-            if not m:
-                continue
-            prefix, index = m.groups()
-            gt = files.get(f"{prefix}_gt_raw_{index}.mat".lower())
-            meta = files.get(f"{prefix}_metadata_raw_{index}.mat".lower())
-            found.append(FrameSet(scene=folder.name, noisy=f, gt=gt, meta=meta, index=index))
+        files = _files_of(folder)
+        for _, f in sorted(files.items()):
+            m = _FRAME_RE.match(f.name)
+            if m and m.group(2).upper() == "NOISY":
+                found.append(_frame_set(folder, files, m.group(1), m.group(3), f))
     if not found:
         raise InputError(f"{root}: no *_NOISY_RAW_*.MAT files under {'Data/*/' if data else '*/'} "
                          f"(expected a SIDD_Medium_Raw folder)")

@@ -72,10 +72,11 @@ def write_frame(path, x: np.ndarray, force: bool = False, compress: bool = True)
 
 
 def _tag_array(tags: list[tuple[int, int, np.ndarray]]) -> np.ndarray:
-    """A 1×N MATLAB struct array with fields ID / Offset / Value (what imfinfo calls UnknownTags)."""
-    arr = np.empty((1, len(tags)), dtype=[("ID", object), ("Offset", object), ("Value", object)])
+    """An N×1 MATLAB struct array with fields ID / Offset / Value (what imfinfo calls UnknownTags), stored
+    as in the real SIDD metadata file: a column, ID as uint16, Offset as the smallest unsigned type."""
+    arr = np.empty((len(tags), 1), dtype=[("ID", object), ("Offset", object), ("Value", object)])
     for k, (tid, off, val) in enumerate(tags):
-        arr[0, k] = (float(tid), float(off), val)
+        arr[k, 0] = (np.array([[tid]], np.uint16), np.array([[off]], np.uint8 if off < 256 else np.uint16), val)
     return arr
 
 
