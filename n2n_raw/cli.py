@@ -165,6 +165,13 @@ def config_options(config_cls, before: list[inspect.Parameter], after: list[insp
     return decorate
 
 
+def train_option(name: str):
+    """The typer option of ``TrainConfig.<name>`` (default and help from the field), for a command other than
+    train that takes the same setting."""
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    return typer.Option(f.default, help=f.metadata["help"])
+
+
 def _kw(name: str, annotation, option) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=option)
 
@@ -222,10 +229,10 @@ def fit(photos: List[Path] = typer.Argument(..., help="Camera raw files (DNG, NE
         patch_size: Optional[int] = typer.Option(None, help=f"Crop side in mosaic pixels, a multiple of 128 "
                                                  f"(default {FIT_DEFAULTS['patch_size']}); at most the smallest "
                                                  "photo's side."),
-        seed: int = typer.Option(0, help="Seed of everything random."),
+        seed: int = train_option("seed"),
         force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out and overwrite outputs."),
-        precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32."),
-        device: str = typer.Option("auto", help="auto, cpu or cuda.")):
+        precision: str = train_option("precision"),
+        device: str = train_option("device")):
     """Denoise your own raw photos, nothing else needed: train on them (self-supervised), then denoise each
     into a DNG (the source's metadata kept) and a PNG preview."""
     from .fit import fit as run

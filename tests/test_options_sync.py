@@ -47,6 +47,13 @@ def test_train_options_take_default_help_and_flag_from_the_field():
     assert params["mode"].default is None  # asked for: required unless --resume takes the run's own
 
 
+def test_fit_takes_trains_settings_from_the_same_fields():
+    """fit's --seed, --precision and --device are train's (same default and help), not a second copy."""
+    train, fit = _params(app, "train"), _params(app, "fit")
+    for name in ("seed", "precision", "device"):
+        assert (fit[name].default, fit[name].help) == (train[name].default, train[name].help), name
+
+
 def test_a_new_field_appears_on_its_command_with_type_default_and_help(tmp_path):
     @dataclass(frozen=True)
     class Toy:
