@@ -226,6 +226,26 @@ def test_too_small_for_its_pixels_refused_whatever_was_read_before(tmp_path):
     assert not (tmp_path / "o.dng").exists()
 
 
+def test_cfa_self_check_on_real_files():
+    """The phase check passes the real raws whose CFA tag is right and flags the Pi DNG tagged GBRG whose
+    greens (the diagonal whose two sites' means agree, counted here from LibRaw's values alone) are the other."""
+    from n2n_raw.cfa_check import cfa_phase_check
+    for name in ("canon_550d_colorchart.dng", "pi_bggr_scene.dng", "kodak_dc50.kdc", "burst_lowlight/image_21.dng",
+                 "pi_gbrg_no_blacklevel.dng"):
+        with rawpy.imread(str(REAL / name)) as raw:
+            v = raw.raw_image_visible.astype(np.float64)
+            tagged = {divmod(k, 2) for k, c in enumerate(raw.raw_colors_visible[:2, :2].ravel()) if c in (1, 3)}
+        mean = {(dy, dx): v[dy::2, dx::2].mean() for dy in (0, 1) for dx in (0, 1)}
+        gap = {d: abs(mean[a] - mean[b]) / (mean[a] + mean[b]) for d, (a, b) in
+               {"main": ((0, 0), (1, 1)), "anti": ((0, 1), (1, 0))}.items()}
+        greens = {(0, 0), (1, 1)} if gap["main"] < gap["anti"] else {(0, 1), (1, 0)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the Pi file's missing black level
+            r = camera_raw.read_raw(REAL / name)
+        assert cfa_phase_check(r.mosaic, r.cfa, warn=False) == (greens == tagged), (name, gap, tagged)
+        assert (greens == tagged) == (name != "pi_gbrg_no_blacklevel.dng"), (name, gap)
+
+
 def test_unclipped_read_keeps_noise_below_black():
     """LibRaw's raw values minus black, over white minus black, with nothing clipped: the dark burst's mean."""
     src = REAL / "burst_lowlight" / "image_21.dng"
