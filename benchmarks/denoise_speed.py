@@ -24,6 +24,7 @@ import resource
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -107,14 +108,14 @@ def main() -> None:
         packed, _ = bayer.to_packed(torch.from_numpy(mosaic), "RGGB", "rggb")
         x = packed[None].to(device)
         plans: list = []
-        cases = [("untiled", lambda: infer.forward_padded(model, x, "fp32"), None),
-                 ("auto", lambda: infer.denoise_mosaic(model, mosaic, "RGGB", "rggb", device=device,
-                                                       precision="fp32", log=plans.append), None)]
+        # partial binds the arrays now (a lambda would look them up after the `del` below)
+        cases = [("untiled", partial(infer.forward_padded, model, x, "fp32"), None),
+                 ("auto", partial(infer.denoise_mosaic, model, mosaic, "RGGB", "rggb", device=device,
+                                  precision="fp32", log=plans.append), None)]
         if not args.skip_forced:
             budget = int(args.budget_gb * 1e9)
-            cases.append(("forced", lambda: infer.denoise_mosaic(model, mosaic, "RGGB", "rggb", device=device,
-                                                                 precision="fp32", budget=budget,
-                                                                 log=plans.append), budget))
+            cases.append(("forced", partial(infer.denoise_mosaic, model, mosaic, "RGGB", "rggb", device=device,
+                                            precision="fp32", budget=budget, log=plans.append), budget))
         runs: dict[str, list] = {name: [] for name, _, _ in cases}
         for r in range(args.repeats):
             for name, fn, _ in cases:
@@ -135,7 +136,7 @@ def main() -> None:
             spread = f" ({min(times):.1f}-{max(times):.1f} s)" if len(times) > 1 else ""
             print(f"{w:>5}×{h:<5} {w * h / MEGAPIXEL:5.1f} {name:<8} {dt:7.1f} {dt / floor:9.2f} {peak / 1e9:8.2f} "
                   f"{est}  {text}{spread}", flush=True)
-        del x, packed, mosaic
+        del x, packed, mosaic, cases  # free this size's arrays before the next
     if device.type == "cpu":
         print(f"ru_maxrss of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
