@@ -13,6 +13,7 @@ and times the host data path alone (``make_batch``, ms per batch of 4 crops) on 
 same images held in memory (the former in-memory path, ``SrgbSource.from_images``).
 
     python benchmarks/srgb_store_memory.py                      # 8 GB, 100 steps
+    python benchmarks/srgb_store_memory.py --steps 60 --repeats 3  # three rounds in rotated order
     python benchmarks/srgb_store_memory.py --size-gb 1 --steps 20 --keep --dir /data/tmp
 """
 from __future__ import annotations
@@ -101,6 +102,9 @@ def main() -> None:
     ap.add_argument("--data-batches", type=int, default=200, help="Batches timed on the data path alone.")
     ap.add_argument("--dir", type=Path, default=None, help="Where the temporary folder goes (default: system temp).")
     ap.add_argument("--keep", action="store_true", help="Keep the stores and runs (prints where).")
+    ap.add_argument("--repeats", type=int, default=1, help="Rounds of the three training runs, each round in a "
+                    "rotated order (a shared machine drifts, and the first run after the write was always the "
+                    "large store); the table gives the median steps/s and the range.")
     a = ap.parse_args()
 
     print(f"commit {git_rev(ROOT)}; device {device_name(torch.device('cpu'))}; torch {torch.__version__}")
@@ -128,13 +132,23 @@ def main() -> None:
         print(f"data path (make_batch, batch {a.batch}, patch {a.patch}, {a.data_batches} batches): large store, "
               f"cold reads {cold:.2f} ms/batch; in memory {mem:.2f} ms/batch")
 
-        drop_from_page_cache(big)
         runs = [("large store, host crops", big, "off"), ("small store, host crops", small, "off"),
                 ("small store, in memory", small, "on")]
         print(f"training: {a.steps} steps, batch {a.batch}, patch {a.patch}, CPU, each in a child process")
-        for k, (label, store, on_device) in enumerate(runs):
-            r = train_child(store, tmp / f"run{k}", a.steps, a.batch, a.patch, on_device)
-            print(f"  {label:<24} peak RSS {r['rss_mb']:7.0f} MB   {r['steps_s']:.3f} steps/s", flush=True)
+        results: dict[str, list] = {label: [] for label, _, _ in runs}
+        for r in range(a.repeats):
+            for k in range(len(runs)):
+                label, store, on_device = runs[(k + r) % len(runs)]
+                drop_from_page_cache(big)  # every large-store run reads cold
+                res = train_child(store, tmp / f"run{r}-{k}", a.steps, a.batch, a.patch, on_device)
+                results[label].append(res)
+                print(f"  round {r + 1}: {label:<24} peak RSS {res['rss_mb']:7.0f} MB   {res['steps_s']:.3f} "
+                      f"steps/s", flush=True)
+        if a.repeats > 1:
+            for label, rs in results.items():
+                speeds = [x["steps_s"] for x in rs]
+                print(f"  {label:<24} peak RSS {max(x['rss_mb'] for x in rs):7.0f} MB   {np.median(speeds):.3f} "
+                      f"steps/s (median of {len(rs)}: {min(speeds):.3f}-{max(speeds):.3f})")
     finally:
         if a.keep:
             print(f"kept: {tmp}")
