@@ -63,8 +63,9 @@ def test_denoise_file_matches_the_cli(raw_run, tmp_path):
         "--device", "cpu")
     d = Denoiser.load(raw_run, device="cpu")
     # the same computation in another call: oneDNN may pick another kernel, so equal to float rounding
+    # (seen: 1.7e-6 on values of order 1; 1e-5 is still 1/6 of a 16-bit output step)
     np.testing.assert_allclose(np.load(tmp_path / "o" / "m.npy"), d.denoise(tmp_path / "m.npy", cfa="BGGR"),
-                               rtol=1e-5, atol=1e-6)
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_wrong_inputs_fail_at_the_door(raw_run, srgb_run):

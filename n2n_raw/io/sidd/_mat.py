@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 
 import h5py
@@ -9,6 +10,7 @@ import numpy as np
 import scipy.io
 
 from ...errors import InputError
+from ._mat5 import check_mat5
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -40,10 +42,27 @@ def _short(e: BaseException) -> str:
     return msg[:200] if msg else type(e).__name__
 
 
+def _check_v5(p: Path) -> None:
+    """Structure check before scipy parses ``p``: scipy's compiled reader can crash the process on a
+    damaged file (see _mat5.py). Once per file version: readers call whosmat, then loadmat."""
+    try:
+        st = p.stat()
+        _check_v5_once(str(p), st.st_ino, st.st_size, st.st_mtime_ns)
+    except (ValueError, OSError) as e:
+        raise InputError(f"{p}: not a readable MATLAB v5 file, damaged or truncated ({_short(e)})") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _check_v5_once(path: str, ino: int, size: int, mtime_ns: int) -> None:   # raising calls are not cached
+    with open(path, "rb") as f:
+        check_mat5(f, size)
+
+
 def _loadmat(p: Path, **kw) -> dict:
     """scipy.io.loadmat with every failure turned into an InputError naming ``p``."""
     if _is_hdf5(p):
         raise InputError(f"{p}: a MATLAB v7.3 (HDF5) file where a v5 MAT file was expected")
+    _check_v5(p)
     try:
         return scipy.io.loadmat(p, **kw)
     except MemoryError:
@@ -53,6 +72,8 @@ def _loadmat(p: Path, **kw) -> dict:
 
 
 def _whosmat(p: Path) -> list[tuple[str, tuple, str]]:
+    if not _is_hdf5(p):
+        _check_v5(p)
     try:
         return scipy.io.whosmat(p)
     except MemoryError:
