@@ -19,10 +19,10 @@ import struct
 import zlib
 from typing import BinaryIO
 
-# Data types (miXXX) and their item sizes.
+# Data types (miXXX).
 MI_INT8, MI_UINT8, MI_INT16, MI_UINT16, MI_INT32, MI_UINT32 = 1, 2, 3, 4, 5, 6
 MI_MATRIX, MI_COMPRESSED, MI_UTF8, MI_UTF16, MI_UTF32 = 14, 15, 16, 17, 18
-_NUMERIC = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8}   # + miSINGLE 7, miDOUBLE 9, (u)int64
+_NUMERIC = {1, 2, 3, 4, 5, 6, 7, 9, 12, 13}   # (u)int8 ... (u)int32, single 7, double 9, (u)int64 12-13
 _INT32S = {MI_INT32, MI_UINT32}       # scipy takes miUINT32 where int32 belongs (non-negative values)
 _CHAR = {MI_INT8, MI_UINT8, MI_UINT16, MI_UTF8, MI_UTF16, MI_UTF32}
 # Array classes (mxXXX).
@@ -122,7 +122,7 @@ class _Walker:
         s.skip(total - 8 - n)
         return data
 
-    def element(self, s: _Stream, room: int, allowed: set | dict, what: str, keep: bool = False):
+    def element(self, s: _Stream, room: int, allowed: set, what: str, keep: bool = False):
         """Check one non-matrix element of a type in ``allowed``; returns (type, bytes used, data or None)."""
         mdtype, n, inline, total = self.tag(s, room)
         if mdtype not in allowed:
