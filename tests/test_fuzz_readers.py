@@ -246,6 +246,7 @@ def test_truncated(work, name, cut):
 @example(edits=[(0.28125, 0)])    # ... KeyError (message not aligned)
 @example(edits=[(0.5, 0)])        # ... KeyError (unable to determine object type)
 @example(edits=[(0.25, 40)])      # a damaged .npy header: numpy raised SyntaxError from load_npy
+@example(edits=[(40.5 / 20864, 0)])  # byte 40 of the 20,864-byte store: h5py's KeyError on item access
 @given(edits=st.lists(st.tuples(st.floats(0.0, 1.0, exclude_max=True), st.integers(0, 255)), min_size=1,
                       max_size=6))
 def test_corrupted_bytes(work, name, edits):

@@ -13,6 +13,7 @@ Layout (self-describing; h5py):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -130,30 +131,48 @@ class Store:
     def __len__(self) -> int:
         return len(self.names)
 
+    @contextlib.contextmanager
+    def _damage(self):
+        """h5py reports a damaged object header or chunk met after opening as KeyError, RuntimeError or
+        OSError (found by tests/test_fuzz_readers.py); a user's damaged file is bad input, not a bug."""
+        try:
+            yield
+        except (KeyError, RuntimeError, OSError) as e:
+            raise InputError(f"{self.path}: damaged n2n-raw store ({type(e).__name__}: {e})") from None
+
     def attrs(self, i: int) -> dict:
-        return {k: (v.item() if hasattr(v, "item") else v) for k, v in self._f["items"][self.names[i]].attrs.items()}
+        with self._damage():
+            return {k: (v.item() if hasattr(v, "item") else v)
+                    for k, v in self._f["items"][self.names[i]].attrs.items()}
 
     def shape(self, i: int) -> tuple[int, ...]:
-        return tuple(self._f["items"][self.names[i]].shape)
+        with self._damage():
+            return tuple(self._f["items"][self.names[i]].shape)
 
     def dtype(self, i: int) -> np.dtype:
-        return self._f["items"][self.names[i]].dtype
+        with self._damage():
+            return self._f["items"][self.names[i]].dtype
 
     def read(self, i: int) -> np.ndarray:
-        return self._f["items"][self.names[i]][()]
+        with self._damage():
+            return self._f["items"][self.names[i]][()]
 
     def read_crop(self, i: int, y: int, x: int, h: int, w: int) -> np.ndarray:
-        return self._f["items"][self.names[i]][y:y + h, x:x + w]
+        with self._damage():
+            return self._f["items"][self.names[i]][y:y + h, x:x + w]
 
     @property
     def has_gt(self) -> bool:
-        return "gt" in self._f
+        with self._damage():
+            return "gt" in self._f
 
     def read_gt(self, i: int) -> np.ndarray:
-        return self._f["gt"][self.names[i]][()]
+        with self._damage():
+            return self._f["gt"][self.names[i]][()]
 
     def read_gt_crop(self, i: int, y: int, x: int, h: int, w: int) -> np.ndarray:
-        return self._f["gt"][self.names[i]][y:y + h, x:x + w]
+        with self._damage():
+            return self._f["gt"][self.names[i]][y:y + h, x:x + w]
 
     def close(self) -> None:
         self._f.close()
