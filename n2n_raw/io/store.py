@@ -153,13 +153,15 @@ class Store:
         with self._damage():
             return self._f["items"][self.names[i]].dtype
 
-    def read(self, i: int) -> np.ndarray:
+    def _read(self, group: str, i: int, window=()) -> np.ndarray:
         with self._damage():
-            return self._f["items"][self.names[i]][()]
+            return self._f[group][self.names[i]][window]
+
+    def read(self, i: int) -> np.ndarray:
+        return self._read("items", i)
 
     def read_crop(self, i: int, y: int, x: int, h: int, w: int) -> np.ndarray:
-        with self._damage():
-            return self._f["items"][self.names[i]][y:y + h, x:x + w]
+        return self._read("items", i, np.s_[y:y + h, x:x + w])
 
     @property
     def has_gt(self) -> bool:
@@ -167,12 +169,10 @@ class Store:
             return "gt" in self._f
 
     def read_gt(self, i: int) -> np.ndarray:
-        with self._damage():
-            return self._f["gt"][self.names[i]][()]
+        return self._read("gt", i)
 
     def read_gt_crop(self, i: int, y: int, x: int, h: int, w: int) -> np.ndarray:
-        with self._damage():
-            return self._f["gt"][self.names[i]][y:y + h, x:x + w]
+        return self._read("gt", i, np.s_[y:y + h, x:x + w])
 
     def close(self) -> None:
         self._f.close()
