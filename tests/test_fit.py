@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, assert_one_line_error, cli, run_cli_subprocess
+from conftest import REAL_RAW as REAL
+from conftest import assert_one_line_error, cli, run_cli_subprocess
 
 pytest.importorskip("pidng")
 
 FAST = ["--steps", "3", "--batch-size", "2", "--device", "cpu"]
-REAL = REPO.parent / "shared" / "data" / "real_raw"
 
 
 def noisy_dng(path: Path, cfa: str = "RGGB", h: int = 160, w: int = 192, seed: int = 0) -> Path:

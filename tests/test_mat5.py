@@ -19,13 +19,13 @@ import pytest
 import scipy.io
 import scipy.sparse
 
+from conftest import REAL_RAW
 from n2n_raw.errors import InputError
 from n2n_raw.io import sidd
 from n2n_raw.io.sidd._mat5 import check_mat5
 
 SCIPY_CORPUS = Path(scipy.io.__file__).parent / "matlab" / "tests" / "data"
-REAL_META = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_raw" / \
-    "sidd_0001_METADATA_RAW_010.MAT"
+REAL_META = REAL_RAW / "sidd_0001_METADATA_RAW_010.MAT"
 
 
 def _check_bytes(data: bytes) -> None:

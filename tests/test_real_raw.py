@@ -22,12 +22,12 @@ import tifffile
 from n2n_raw.errors import InputError
 from n2n_raw.io import camera_raw, dng
 
+from conftest import REAL_RAW as REAL
 from conftest import REPO, assert_one_line_error, cli
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from render_check import with_orientation  # noqa: E402  (one copy: the benchmark renders the same portrait)
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_raw"
 pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="shared/data/real_raw is not here")
 
 DNGS = ["canon_550d_colorchart.dng", "pi_bggr_scene.dng", "pi_gbrg_no_blacklevel.dng",

@@ -1,13 +1,13 @@
 """SIDD file formats (n2n_raw.io.sidd): frames, metadata/CFA, block files, positions, submissions."""
 import base64
 import os
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import scipy.io
 
+from conftest import REAL_RAW
 from n2n_raw.errors import InputError
 from n2n_raw.io import sidd
 from n2n_raw.sidd_synth import PHONE_MAKE_MODEL, clean_mosaic
@@ -182,8 +182,7 @@ def test_metadata_cfa_sources(tmp_path, phone):
     raises_for(m, sidd.read_metadata, m, match="no CFA")
 
 
-REAL_META = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_raw" / \
-    "sidd_0001_METADATA_RAW_010.MAT"
+REAL_META = REAL_RAW / "sidd_0001_METADATA_RAW_010.MAT"
 needs_real_meta = pytest.mark.skipif(not REAL_META.is_file(), reason="the real SIDD metadata file is absent")
 
 
