@@ -1,4 +1,4 @@
-"""What every benchmark prints first: the commit it ran and the device it ran on."""
+"""What every benchmark prints first (the commit it ran and the device it ran on), and where the shared data is."""
 from __future__ import annotations
 
 import hashlib
@@ -7,6 +7,9 @@ import subprocess
 from pathlib import Path
 
 import torch
+
+# Kodak, BSD300, Set14 (see datasets/README.md), beside the repository.
+VALIDATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "validation"
 
 
 def git_rev(path: Path, files: tuple[str, ...] = ()) -> str:

@@ -38,13 +38,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
+from common import VALIDATION, device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
 from n2n_raw import metrics  # noqa: E402
 from n2n_raw.config import TrainConfig  # noqa: E402
 from n2n_raw.io.images import read_rgb, validation_folder_images  # noqa: E402
 from n2n_raw.train import train  # noqa: E402
 
-VALIDATION = ROOT.parent / "shared" / "data" / "validation"  # Kodak, BSD300, Set14 (see datasets/README.md)
 VARIANTS = {
     "kaiming": {"init": "kaiming"},
     "standard": {"init": "standard"},
