@@ -17,6 +17,8 @@ clean mosaics as the clean frames):
     python benchmarks/convergence.py --task both --steps 2000 --eval-every 200 --variants n2n,supervised
 and with more (noisy, clean) raw pairs than the built-in 10 (a store of N mosaics of the same recipe):
     python benchmarks/convergence.py --task raw --steps 2000 --eval-every 500 --variants n2n,supervised --raw-mosaics 80
+and with the raw noise redrawn every step (as the sRGB task's is) instead of drawn once per mosaic:
+    python benchmarks/convergence.py --task raw --steps 2000 --eval-every 500 --variants n2n-redraw,supervised-redraw --raw-mosaics 80
 
 Writes CSV + PNG under --out and prints a summary table. CPU setting (default) fits in 30 min on 2 cores:
     python benchmarks/convergence.py --task both --steps 1000 --eval-every 100
@@ -56,6 +58,10 @@ VARIANTS = {
     # The supervised ceiling: the same U-Net, data, schedule and seed trained noisy → clean (``--target``).
     "n2n": {"init": "kaiming", "target": "n2n"},
     "supervised": {"init": "kaiming", "target": "supervised"},
+    # Raw only: the same two with the stored noise replaced by a fresh draw every step (``--redraw-noise``),
+    # as the sRGB task does: what N2N's fixed noisy targets cost.
+    "n2n-redraw": {"init": "kaiming", "target": "n2n", "redraw_noise": True},
+    "supervised-redraw": {"init": "kaiming", "target": "supervised", "redraw_noise": True},
 }
 
 
@@ -100,7 +106,7 @@ def raw_training_store(path: Path, count: int) -> str:
     with StoreWriter(path, "raw") as w:
         for it in default_raw_items(count):
             h, wd = it.shape
-            w.add(it.crop(0, 0, h, wd), it.gt(0, 0, h, wd), cfa=it.cfa)
+            w.add(it.crop(0, 0, h, wd), it.gt(0, 0, h, wd), cfa=it.cfa, iso=it.iso)
     return str(path)
 
 

@@ -78,6 +78,11 @@ class TrainConfig:
     cfa: str | None = option(None, "raw: override the CFA of every training input (not of the validation "
                                    "blocks: see --val-cfa).")
     augment: bool = option(False, "raw: Bayer-preserving flips/transposes (not in the paper).", flag=True)
+    redraw_noise: bool = option(
+        False, "raw: train on the clean frames with synthetic shot + read noise at each frame's ISO (the built-in "
+        "data's model), redrawn every step as the sRGB mode does. Needs clean frames and ISOs (the built-in data; "
+        "`prepare sidd --with-gt`). Measures what N2N's fixed noisy targets cost; not a real camera's noise.",
+        flag=True)
     val: tuple[str, ...] = option((), "srgb validation folders (paper protocol), repeatable.", path=True)
     val_repeat: int | None = option(None, "Override the paper's repeats per folder.")
     val_noisy: str | None = option(None, "raw: ValidationNoisyBlocksRaw.mat.", path=True)
@@ -137,6 +142,8 @@ class TrainConfig:
                 raise InputError(msg)
         if self.photos and self.mode != "raw":
             raise InputError("photos: camera raw files train a raw model (--mode raw)")
+        if self.redraw_noise and self.mode != "raw":
+            raise InputError("--redraw-noise: raw only (the sRGB mode always draws its noise per step)")
         if self.photos and self.data is not None:
             raise InputError("photos and --data: give one source of training data")
         from .bayer import check_cfa

@@ -27,7 +27,8 @@ from .errors import InputError
 class Item:
     """One training image or mosaic, read on demand: ``crop(y, x, h, w)`` returns the window of rows y..y+h and
     columns x..x+w (sRGB: uint8 (h, w, 3); raw: float32 (h, w) mosaic in [0, 1]). ``shape`` is (H, W); ``cfa``
-    the mosaic's layout (raw only); ``gt`` cuts the same window of the item's clean frame, where one is known.
+    the mosaic's layout (raw only); ``gt`` cuts the same window of the item's clean frame, where one is known;
+    ``iso`` the frame's ISO (raw, where known: sets the level of redrawn noise, ``train --redraw-noise``).
 
     Items of a store read their windows from the file (:meth:`n2n_raw.io.store.Store.read_crop`), so a store
     of any size trains in bounded host memory; items of a folder or of the built-in data wrap arrays.
@@ -37,6 +38,7 @@ class Item:
     cfa: str | None
     crop: Callable[[int, int, int, int], np.ndarray]
     gt: Callable[[int, int, int, int], np.ndarray] | None = None
+    iso: float | None = None
 
 
 RawItem = Item  # the name the raw path has always used
@@ -87,6 +89,16 @@ class RawSource:
     def has_gt(self) -> bool:
         """Whether every item knows its clean frame (needed by ``--target supervised``)."""
         return all(it.gt is not None for it in self.items)
+
+    def noise_levels(self) -> torch.Tensor:
+        """(N, 2) float32: each item's (a, b) of the synthetic shot + read noise at its ISO (variance a·x + b;
+        :func:`n2n_raw.sidd_synth.raw_noise_params`). Raises InputError naming the first item without an ISO."""
+        from .sidd_synth import raw_noise_params
+        for it in self.items:
+            if it.iso is None:
+                raise InputError(f"--redraw-noise: {it.name} has no ISO (a store needs `iso` attributes, as "
+                                 f"`prepare sidd` writes; a SIDD folder its METADATA or scene names)")
+        return torch.tensor([raw_noise_params(it.iso) for it in self.items], dtype=torch.float32)
 
     def crop(self, i: int, rng: np.random.Generator, with_gt: bool = False) -> np.ndarray:
         """A random crop of item ``i``: float32 (4, P/2, P/2) packed; with ``with_gt`` (2, 4, P/2, P/2), the
@@ -174,10 +186,11 @@ def load_source(cfg) -> SrgbSource | RawSource:
     return RawSource(_load_raw(cfg), cfg.patch_size, cfg.cfa_mode, cfg.augment)
 
 
-def in_memory(name: str, array: np.ndarray, cfa: str | None = None, gt: np.ndarray | None = None) -> Item:
+def in_memory(name: str, array: np.ndarray, cfa: str | None = None, gt: np.ndarray | None = None,
+              iso: float | None = None) -> Item:
     """An item of an array held in memory (sRGB uint8 (H, W, 3) or raw float32 (H, W) with its ``cfa``)."""
     window = lambda a: (lambda y, x, h, w: a[y:y + h, x:x + w])  # noqa: E731
-    return Item(name, tuple(array.shape[:2]), cfa, window(array), window(gt) if gt is not None else None)
+    return Item(name, tuple(array.shape[:2]), cfa, window(array), window(gt) if gt is not None else None, iso)
 
 
 def _load_srgb(cfg) -> list[Item]:
@@ -213,8 +226,18 @@ def _open_store(path: Path, mode: str):
 def _store_item(st, i: int, path: Path, cfa: str | None) -> Item:
     """Item ``i`` of an open store: windows are read from the file at each crop (h5py hyperslab reads)."""
     gt = (lambda y, x, h, w: st.read_gt_crop(i, y, x, h, w)) if st.has_gt else None
+    iso = st.attrs(i).get("iso")
     return Item(f"{path}[{st.names[i]}]", tuple(st.shape(i)[:2]), cfa,
-                lambda y, x, h, w: st.read_crop(i, y, x, h, w), gt)
+                lambda y, x, h, w: st.read_crop(i, y, x, h, w), gt, _iso(iso))
+
+
+def _iso(value) -> float | None:
+    """An ISO attribute as a positive float, or None where it is missing or not a positive number."""
+    try:
+        iso = float(value)
+    except (TypeError, ValueError):
+        return None
+    return iso if iso > 0 else None
 
 
 def _camera_raw_items(files, override: str | None) -> list[Item]:
@@ -245,10 +268,13 @@ def _load_raw(cfg) -> list[Item]:
         except InputError:
             frames = []
         if frames:
+            wants_gt = cfg.target == "supervised" or cfg.redraw_noise
             for fs in frames:
-                cfa = override or sidd.frame_cfa(fs)["cfa"]  # as `prepare sidd` reads it
-                gt = sidd.read_frame(fs.gt) if cfg.target == "supervised" and fs.gt else None
-                items.append(in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), cfa, gt))
+                # As `prepare sidd` reads it; with --cfa the metadata is read only for the ISO of redrawn noise.
+                info = (sidd.frame_cfa(fs) if not override or cfg.redraw_noise else {"iso": None})
+                gt = sidd.read_frame(fs.gt) if wants_gt and fs.gt else None
+                items.append(in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), override or info["cfa"], gt,
+                                       _iso(info["iso"])))
             return items
         from .io import camera_raw
         return _camera_raw_items(camera_raw.find_raws(path), override)
@@ -282,7 +308,7 @@ def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed:
         iso = isos[(k // len(phones)) % len(isos)]
         clean = clean_mosaic(rng, size[0], size[1], PHONE_CFA[phone])
         noisy = add_raw_noise(rng, clean, *raw_noise_params(iso))
-        items.append(in_memory(f"synthetic {phone} ISO {iso} #{k}", noisy, PHONE_CFA[phone], gt=clean))
+        items.append(in_memory(f"synthetic {phone} ISO {iso} #{k}", noisy, PHONE_CFA[phone], gt=clean, iso=iso))
     return items
 
 

@@ -63,6 +63,28 @@ class PoissonNoise(nn.Module):
         return (torch.poisson(rate, generator=generator) / lam).to(x.dtype)
 
 
+class RawShotReadNoise(nn.Module):
+    """Raw shot + read noise: y = clip(x + N(0, a·x + b), 0, 1) per pixel, with (a, b) per sample.
+
+    The normal approximation of :func:`n2n_raw.sidd_synth.add_raw_noise` (the synthetic SIDD world's model,
+    levels from :func:`~n2n_raw.sidd_synth.raw_noise_params`), drawn on the device from the explicit generator
+    so that raw training can redraw its noise every step (``train --redraw-noise``).
+    """
+
+    def forward(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, generator: torch.Generator | None = None,
+                part: tuple[slice, int] | None = None) -> torch.Tensor:
+        """x: (N, C, H, W) clean in [0, 1]; a, b: (N,) this rank's samples' levels → noisy (N, C, H, W) in
+        [0, 1]. With ``part`` the normal draws are made for the global batch and sliced (see GaussianNoise)."""
+        if a.shape != (x.shape[0],) or b.shape != (x.shape[0],):
+            raise ValueError(f"a and b must be ({x.shape[0]},) for x {tuple(x.shape)}, got {tuple(a.shape)}, "
+                             f"{tuple(b.shape)}")
+        sl, n = part if part is not None else (slice(None), x.shape[0])
+        z = torch.randn((n,) + tuple(x.shape[1:]), generator=generator, device=x.device, dtype=torch.float32)[sl]
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        var = (a.to(x.device, torch.float32).view(shape) * x.float() + b.to(x.device, torch.float32).view(shape))
+        return (x.float() + var.clamp_min(0).sqrt() * z).clamp(0, 1).to(x.dtype)
+
+
 def make_noise(name: str) -> nn.Module:
     """The paper's noise model by name: gauss25, gauss5_50, poisson30, poisson5_50."""
     table = {

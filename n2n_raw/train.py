@@ -21,11 +21,11 @@ import torch
 from . import checkpoint as ckpt
 from .accel import autocast, compile_plan, data_storage, pick_device, place_model, training_step, use_bf16
 from .config import TrainConfig
-from .data import DeviceCropper, device_indices, flat_nbytes, load_source, make_batch
+from .data import DeviceCropper, device_indices, flat_nbytes, load_source, make_batch, sample_indices
 from .errors import InputError
 from .evaluate import make_validator
 from .loss import gamma_for_epoch, n2n_loss, supervised_loss
-from .noise import make_noise
+from .noise import RawShotReadNoise, make_noise
 from .plots import write_pictures
 from .progress import ProgressHook
 from .runfolder import MetricsLog, check_run_dir, open_tensorboard, prepare_run_dir, resume_config
@@ -83,8 +83,11 @@ class Batches:
         self.part = slice(dist.rank * cfg.batch_size, (dist.rank + 1) * cfg.batch_size)
         self.supervised = cfg.target == "supervised"
         self.noise = make_noise(cfg.noise).to(device) if cfg.mode == "srgb" else None
+        # Raw with redrawn noise: clean crops, and each item's (a, b) for the noise drawn on them every step.
+        self.redraw = RawShotReadNoise() if cfg.redraw_noise else None
+        self.levels = source.noise_levels().to(device) if cfg.redraw_noise else None
         self.storage = data_storage(cfg.data_on_device, device, flat_nbytes(source))
-        if self.supervised and cfg.mode == "raw":
+        if cfg.mode == "raw" and (self.supervised or self.redraw is not None):
             self.storage = "host"  # the device cropper holds noisy mosaics only; clean crops come with the host path
         self.cropper = (DeviceCropper(source, device, pinned=self.storage == "pinned")
                         if self.storage != "host" else None)
@@ -100,7 +103,8 @@ class Batches:
             idx = device_indices(len(source), step, self.global_batch, cfg.seed, self.steps_per_epoch,
                                  self.cropper.device)
             batch = self.cropper.crops(idx, self.crop_gen)[self.part]
-        elif self.supervised and cfg.mode == "raw":  # noisy crops and the clean crops at the same windows
+        elif cfg.mode == "raw" and (self.supervised or self.redraw is not None):
+            # Noisy crops and the clean crops at the same windows.
             batch, clean = (t.to(self.device, non_blocking=True) for t in
                             make_batch(source, step, self.global_batch, cfg.seed, self.steps_per_epoch, self.part,
                                        with_gt=True))
@@ -109,6 +113,10 @@ class Batches:
                                self.part).to(self.device, non_blocking=True)
         if self.noise is not None:  # sRGB crops are clean; the noise is drawn here
             clean, noisy = batch, self.noise(batch, self.gen, (self.part, self.global_batch))
+        elif self.redraw is not None:  # raw --redraw-noise: the stored noise is replaced by a fresh draw
+            idx = sample_indices(len(source), step, self.global_batch, cfg.seed, self.steps_per_epoch)[self.part]
+            a, b = self.levels[torch.from_numpy(idx).to(self.device)].unbind(1)
+            noisy = self.redraw(clean, a, b, self.gen, (self.part, self.global_batch))
         else:
             noisy = batch
         # Masks are drawn for every target, so a supervised run draws the same random stream as N2N.
@@ -174,9 +182,13 @@ def setup(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
         check_run_dir(run_dir, resume, force)
     source = load_source(cfg)
     supervised = cfg.target == "supervised"
-    if supervised and cfg.mode == "raw" and not source.has_gt:
-        raise InputError(f"--target supervised: {cfg.data or 'the training data'} has no clean frames "
-                         f"(a store needs `prepare sidd --with-gt`; a SIDD folder its GT_RAW files)")
+    for asked, option in ((supervised and cfg.mode == "raw", "--target supervised"),
+                          (cfg.redraw_noise, "--redraw-noise")):
+        if asked and not source.has_gt:
+            raise InputError(f"{option}: {cfg.data or 'the training data'} has no clean frames "
+                             f"(a store needs `prepare sidd --with-gt`; a SIDD folder its GT_RAW files)")
+    if cfg.redraw_noise:
+        source.noise_levels()  # every item needs an ISO: refused here, before the run folder is touched
     global_batch = cfg.batch_size * dist.world
     steps_per_epoch, total = schedule(cfg, len(source), global_batch)
     if dist.rank == 0:
@@ -217,7 +229,8 @@ def setup(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
               validate=(validator or make_validator(cfg, device)) if rank0 and cfg.val_every > 0 else None,
               gamma_t=torch.zeros((), device=device), acc=torch.zeros(3, device=device),
               progress=ProgressHook("train", "step", enabled=rank0))
-    run.log(f"training {cfg.mode}{' (supervised)' if supervised else ''} on {device.type}: {len(source)} items, "
+    run.log(f"training {cfg.mode}{' (supervised)' if supervised else ''}"
+            f"{' with noise redrawn every step' if cfg.redraw_noise else ''} on {device.type}: {len(source)} items, "
             f"{total} steps of batch {global_batch}, {cfg.epochs} epochs, lr {base_lr:g}, γ {cfg.increase_ratio:g}, "
             f"init {cfg.init}; {'bf16' if use_bf16(device, cfg.precision) else 'fp32'}, "
             f"{'compiled' + (' + CUDA graphs' if graphs else '') if compiled else 'eager'}, "
