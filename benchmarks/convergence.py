@@ -19,6 +19,7 @@ and with more (noisy, clean) raw pairs than the built-in 10 (a store of N mosaic
     python benchmarks/convergence.py --task raw --steps 2000 --eval-every 500 --variants n2n,supervised --raw-mosaics 80
 and with the raw noise redrawn every step (as the sRGB task's is) instead of drawn once per mosaic:
     python benchmarks/convergence.py --task raw --steps 2000 --eval-every 500 --variants n2n-redraw,supervised-redraw --raw-mosaics 80
+and Noise2Noise between them (a noisy target, no sub-sampler): --variants noise2noise-redraw (raw), noise2noise (srgb).
 
 Writes CSV + PNG under --out and prints a summary table. CPU setting (default) fits in 30 min on 2 cores:
     python benchmarks/convergence.py --task both --steps 1000 --eval-every 100
@@ -62,6 +63,9 @@ VARIANTS = {
     # as the sRGB task does: what N2N's fixed noisy targets cost.
     "n2n-redraw": {"init": "kaiming", "target": "n2n", "redraw_noise": True},
     "supervised-redraw": {"init": "kaiming", "target": "supervised", "redraw_noise": True},
+    # Noise2Noise (noisy → independently noisy, full resolution): a noisy target without N2N's sub-sampler.
+    "noise2noise": {"init": "kaiming", "target": "noise2noise"},
+    "noise2noise-redraw": {"init": "kaiming", "target": "noise2noise", "redraw_noise": True},
 }
 
 

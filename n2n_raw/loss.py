@@ -49,7 +49,7 @@ def supervised_loss(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor
     Args:
         model: maps (N, C, H, W) → (N, C, H, W).
         noisy: y, (N, C, H, W) in [0, 1] units, H and W multiples of 32.
-        clean: x, the same crops without noise, (N, C, H, W).
+        clean: x, the same crops without noise, (N, C, H, W) (Noise2Noise: with an independent noise draw).
     Returns:
         (loss, rec, reg) as :func:`n2n_loss` returns them: loss in fp32, rec = loss detached, reg = 0.
     """

@@ -81,7 +81,8 @@ class Batches:
         self.cfg, self.source, self.device, self.steps_per_epoch = cfg, source, device, steps_per_epoch
         self.global_batch = cfg.batch_size * dist.world
         self.part = slice(dist.rank * cfg.batch_size, (dist.rank + 1) * cfg.batch_size)
-        self.supervised = cfg.target == "supervised"
+        self.target = cfg.target
+        self.supervised = cfg.target != "n2n"  # supervised and noise2noise train on clean crops' pairs
         self.noise = make_noise(cfg.noise).to(device) if cfg.mode == "srgb" else None
         # Raw with redrawn noise: clean crops, and each item's (a, b) for the noise drawn on them every step.
         self.redraw = RawShotReadNoise() if cfg.redraw_noise else None
@@ -121,6 +122,9 @@ class Batches:
             noisy = batch
         # Masks are drawn for every target, so a supervised run draws the same random stream as N2N.
         masks = draw_masks(self.global_batch, noisy.shape[-2], noisy.shape[-1], self.gen)[:, self.part]
+        if self.target == "noise2noise":  # the target: the same clean crops under a second, independent draw
+            clean = (self.noise(clean, self.gen, (self.part, self.global_batch)) if self.redraw is None
+                     else self.redraw(clean, a, b, self.gen, (self.part, self.global_batch)))
         return noisy, clean if self.supervised else None, masks
 
 
@@ -181,8 +185,8 @@ def setup(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     if dist.rank == 0:
         check_run_dir(run_dir, resume, force)
     source = load_source(cfg)
-    supervised = cfg.target == "supervised"
-    for asked, option in ((supervised and cfg.mode == "raw", "--target supervised"),
+    supervised = cfg.target != "n2n"  # noisy → clean, or noisy → noisy (noise2noise): plain MSE
+    for asked, option in ((supervised and cfg.mode == "raw", f"--target {cfg.target}"),
                           (cfg.redraw_noise, "--redraw-noise")):
         if asked and not source.has_gt:
             raise InputError(f"{option}: {cfg.data or 'the training data'} has no clean frames "
@@ -229,7 +233,7 @@ def setup(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
               validate=(validator or make_validator(cfg, device)) if rank0 and cfg.val_every > 0 else None,
               gamma_t=torch.zeros((), device=device), acc=torch.zeros(3, device=device),
               progress=ProgressHook("train", "step", enabled=rank0))
-    run.log(f"training {cfg.mode}{' (supervised)' if supervised else ''}"
+    run.log(f"training {cfg.mode}{f' ({cfg.target})' if supervised else ''}"
             f"{' with noise redrawn every step' if cfg.redraw_noise else ''} on {device.type}: {len(source)} items, "
             f"{total} steps of batch {global_batch}, {cfg.epochs} epochs, lr {base_lr:g}, γ {cfg.increase_ratio:g}, "
             f"init {cfg.init}; {'bf16' if use_bf16(device, cfg.precision) else 'fp32'}, "
@@ -343,7 +347,8 @@ def finish(run: Run) -> dict:
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
           log=print, validator=None, given: set[str] | None = None) -> dict:
-    """Train a Neighbor2Neighbor U-Net (or, with ``target="supervised"``, the same U-Net noisy → clean);
+    """Train a Neighbor2Neighbor U-Net (or, with ``target="supervised"``, the same U-Net noisy → clean;
+    ``"noise2noise"``: noisy → independently noisy);
     returns the summary (also written to RUN_DIR/summary.json).
 
     On ``resume`` the run's stored configuration is used; options in ``given`` (see

@@ -1,4 +1,6 @@
 """train --redraw-noise (raw): clean crops get fresh shot + read noise at their item's ISO every step."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -166,3 +168,26 @@ def test_a_sidd_folder_gives_clean_frames_and_isos(raw_world, cfa):
     # The ISO each scene's name states (SIDD's naming), independent of the metadata reader.
     assert [it.iso for it in src.items] == [float(sidd.parse_scene_name(fs.scene)["iso"]) for fs in frames]
     assert all(it.cfa == (cfa or sidd.frame_cfa(fs)["cfa"]) for it, fs in zip(src.items, frames))
+
+
+def test_noise2noise_target_is_the_clean_crop_under_an_independent_draw():
+    cfg = TrainConfig(mode="raw", patch_size=128, redraw_noise=True, target="noise2noise", batch_size=4,
+                      device="cpu").resolved()
+    src = load_source(cfg)
+    noisy, target, _ = Batches(cfg, src, torch.device("cpu"), Dist(), None)(2)
+    n2n_noisy = Batches(dataclasses.replace(cfg, target="n2n"), src, torch.device("cpu"), Dist(), None)(2)[0]
+    assert torch.equal(noisy, n2n_noisy)  # the same input as an N2N run of the same seed
+    gt = make_batch(src, 2, 4, cfg.seed, None, with_gt=True)[1]
+    idx = sample_indices(len(src), 2, 4, cfg.seed, None)
+    levels = torch.tensor([raw_noise_params(src.items[i].iso) for i in idx], dtype=torch.float64)
+    std = (levels[:, 0].view(-1, 1, 1, 1) * gt.double() + levels[:, 1].view(-1, 1, 1, 1)).sqrt()
+    inside = (gt > 5 * std) & (gt < 1 - 5 * std)
+    z_in, z_t = ((noisy - gt) / std)[inside], ((target - gt) / std)[inside]
+    assert abs(float(z_t.var()) - 1) < 0.05 and abs(float(z_t.mean())) < 0.02  # the same noise model ...
+    assert abs(float(torch.corrcoef(torch.stack([z_in, z_t]))[0, 1])) < 0.02  # ... drawn independently
+
+
+def test_noise2noise_on_raw_needs_redrawn_noise(tmp_path):
+    r = cli("train", "--mode", "raw", "--target", "noise2noise", "--out", tmp_path / "run", *RAW_TRAIN, expect=2)
+    assert_one_line_error(r.stderr, "--target noise2noise", "--redraw-noise")
+    assert not (tmp_path / "run").exists()

@@ -70,3 +70,16 @@ def test_supervised_raw_without_clean_frames_is_refused(tmp_path):
 def test_unknown_target_is_refused(tmp_path):
     r = cli("train", "--mode", "srgb", "--target", "noise2void", "--out", tmp_path / "run", expect=2)
     assert_one_line_error(r.stderr, "--target")
+
+
+def test_srgb_noise2noise_target_is_the_clean_crop_under_an_independent_draw():
+    from n2n_raw.train import Batches, Dist
+    cfg = TrainConfig(mode="srgb", target="noise2noise", patch_size=64, batch_size=4, default_data_size=4,
+                      device="cpu").resolved()
+    src = load_source(cfg)
+    batches = Batches(cfg, src, torch.device("cpu"), Dist(), None)
+    noisy, target, _ = batches(1)
+    clean = make_batch(src, 1, 4, cfg.seed, None)
+    n_in, n_t = (noisy - clean).flatten().double(), (target - clean).flatten().double()
+    assert abs(float(n_t.std()) * 255 / 25 - 1) < 0.02  # gauss25 (49,152 values: the std's error ~0.3 %)
+    assert abs(float(torch.corrcoef(torch.stack([n_in, n_t]))[0, 1])) < 0.02  # independent of the input's
