@@ -187,7 +187,7 @@ def _kw(name: str, annotation, option) -> inspect.Parameter:
            _kw("force", bool, typer.Option(False, "--force", help="Start over in a non-empty --out."))])
 def train(ctx: typer.Context, out: Path, resume: bool, force: bool, **options):
     """Train a Neighbor2Neighbor U-Net (paper defaults; see the README for every default's source), or with
-    --target supervised the same U-Net on noisy → clean pairs."""
+    --target supervised the same U-Net on noisy → clean pairs (noise2noise: noisy → independently noisy)."""
     from .train import train as run
     if resume and force:
         raise InputError("--resume and --force: choose one")
