@@ -268,7 +268,7 @@ def _load_raw(cfg) -> list[Item]:
         except InputError:
             frames = []
         if frames:
-            wants_gt = cfg.target == "supervised" or cfg.redraw_noise
+            wants_gt = cfg.target != "n2n" or cfg.redraw_noise
             for fs in frames:
                 # As `prepare sidd` reads it; with --cfa the metadata is read only for the ISO of redrawn noise.
                 info = (sidd.frame_cfa(fs) if not override or cfg.redraw_noise else {"iso": None})

@@ -113,19 +113,23 @@ class Batches:
             batch = make_batch(source, step, self.global_batch, cfg.seed, self.steps_per_epoch,
                                self.part).to(self.device, non_blocking=True)
         if self.noise is not None:  # sRGB crops are clean; the noise is drawn here
-            clean, noisy = batch, self.noise(batch, self.gen, (self.part, self.global_batch))
-        elif self.redraw is not None:  # raw --redraw-noise: the stored noise is replaced by a fresh draw
-            idx = sample_indices(len(source), step, self.global_batch, cfg.seed, self.steps_per_epoch)[self.part]
-            a, b = self.levels[torch.from_numpy(idx).to(self.device)].unbind(1)
-            noisy = self.redraw(clean, a, b, self.gen, (self.part, self.global_batch))
-        else:
-            noisy = batch
+            clean = batch
+        noisy = self._draw(clean, step) if self.noise is not None or self.redraw is not None else batch
         # Masks are drawn for every target, so a supervised run draws the same random stream as N2N.
         masks = draw_masks(self.global_batch, noisy.shape[-2], noisy.shape[-1], self.gen)[:, self.part]
         if self.target == "noise2noise":  # the target: the same clean crops under a second, independent draw
-            clean = (self.noise(clean, self.gen, (self.part, self.global_batch)) if self.redraw is None
-                     else self.redraw(clean, a, b, self.gen, (self.part, self.global_batch)))
+            clean = self._draw(clean, step)
         return noisy, clean if self.supervised else None, masks
+
+    def _draw(self, clean: torch.Tensor, step: int) -> torch.Tensor:
+        """A fresh noise draw on clean crops (B, C, h, w): sRGB's ``--noise``, or raw ``--redraw-noise`` at
+        each sample's item level; drawn for the global batch, so ranks keep their slice of one draw."""
+        part = (self.part, self.global_batch)
+        if self.redraw is None:
+            return self.noise(clean, self.gen, part)
+        idx = sample_indices(len(self.source), step, self.global_batch, self.cfg.seed, self.steps_per_epoch)
+        a, b = self.levels[torch.from_numpy(idx[self.part]).to(self.device)].unbind(1)
+        return self.redraw(clean, a, b, self.gen, part)
 
 
 @dataclass
