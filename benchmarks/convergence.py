@@ -19,7 +19,8 @@ and with more (noisy, clean) raw pairs than the built-in 10 (a store of N mosaic
     python benchmarks/convergence.py --task raw --steps 2000 --eval-every 500 --variants n2n,supervised --raw-mosaics 80
 and with the raw noise redrawn every step (as the sRGB task's is) instead of drawn once per mosaic:
     python benchmarks/convergence.py --task raw --steps 2000 --eval-every 500 --variants n2n-redraw,supervised-redraw --raw-mosaics 80
-and Noise2Noise between them (a noisy target, no sub-sampler): --variants noise2noise-redraw (raw), noise2noise (srgb).
+and Noise2Noise between them (a noisy target, no sub-sampler): --variants noise2noise-redraw (raw), noise2noise (srgb);
+the steps between Noise2Noise and N2N: noise2noise-sub[-redraw] (on N2N's sub-images), n2n-noreg[-redraw] (λ2 = 0).
 
 Writes CSV + PNG under --out and prints a summary table. CPU setting (default) fits in 30 min on 2 cores:
     python benchmarks/convergence.py --task both --steps 1000 --eval-every 100
@@ -66,6 +67,12 @@ VARIANTS = {
     # Noise2Noise (noisy → independently noisy, full resolution): a noisy target without N2N's sub-sampler.
     "noise2noise": {"init": "kaiming", "target": "noise2noise"},
     "noise2noise-redraw": {"init": "kaiming", "target": "noise2noise", "redraw_noise": True},
+    # Ablations between Noise2Noise and N2N: Noise2Noise on N2N's half-size sub-images (g1's own pixel as the
+    # target), and N2N without its regulariser (the neighbour's pixel as the target).
+    "noise2noise-sub": {"init": "kaiming", "target": "noise2noise-sub"},
+    "noise2noise-sub-redraw": {"init": "kaiming", "target": "noise2noise-sub", "redraw_noise": True},
+    "n2n-noreg": {"init": "kaiming", "target": "n2n", "lambda2": 0.0},
+    "n2n-noreg-redraw": {"init": "kaiming", "target": "n2n", "lambda2": 0.0, "redraw_noise": True},
 }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import InputError, check_choice
 
 MODES = ("srgb", "raw")
-TARGETS = ("n2n", "supervised", "noise2noise")
+TARGETS = ("n2n", "supervised", "noise2noise", "noise2noise-sub")
 CFA_MODES = ("rggb", "positional")
 PRECISIONS = ("auto", "bf16", "fp32")
 LR_RULES = ("sqrt", "linear", "none")
@@ -54,7 +54,9 @@ class TrainConfig:
         "schedule and seed, the ceiling N2N is measured against. Needs clean data: srgb has it by construction "
         "(noise is added per step); raw needs GT frames (`prepare sidd --with-gt`, or the built-in data). "
         "noise2noise (Lehtinen et al. 2018): noisy → the same clean crop under an independent noise draw, which "
-        "separates the cost of a noisy target from that of N2N's sub-sampling; raw needs --redraw-noise.")
+        "separates the cost of a noisy target from that of N2N's sub-sampling; raw needs --redraw-noise. "
+        "noise2noise-sub (an ablation): Noise2Noise on N2N's half-size sub-images, g1(noisy) → g1 of the "
+        "independent draw (the same pixels, where N2N's target is a neighbour); raw needs --redraw-noise.")
     epochs: int = option(100, "Nominal epochs E (Λ ramp and LR halvings at 0.2E..0.8E).")
     steps: int | None = option(
         None, "Total optimiser steps, split into E nominal epochs (fewer steps than E: E = steps). Default: an "
@@ -146,8 +148,8 @@ class TrainConfig:
             raise InputError("photos: camera raw files train a raw model (--mode raw)")
         if self.redraw_noise and self.mode != "raw":
             raise InputError("--redraw-noise: raw only (the sRGB mode always draws its noise per step)")
-        if self.target == "noise2noise" and self.mode == "raw" and not self.redraw_noise:
-            raise InputError("--target noise2noise: raw needs --redraw-noise (a second noise draw of the clean "
+        if self.target.startswith("noise2noise") and self.mode == "raw" and not self.redraw_noise:
+            raise InputError(f"--target {self.target}: raw needs --redraw-noise (a second noise draw of the clean "
                              "frame is the target)")
         if self.photos and self.data is not None:
             raise InputError("photos and --data: give one source of training data")

@@ -1,4 +1,5 @@
-"""The Neighbor2Neighbor loss and its Λ (gamma) ramp; the supervised loss it is measured against.
+"""The Neighbor2Neighbor loss and its Λ (gamma) ramp; the supervised loss it is measured against, and a
+Noise2Noise-on-sub-images ablation.
 
 loss = λ1·mean((f(g1(y)) − g2(y))²) + λ2·Λ·mean((f(g1(y)) − g2(y) − (g1(f(y)) − g2(f(y))))²)
 
@@ -59,3 +60,21 @@ def supervised_loss(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor
                          f"got {tuple(clean.shape)}")
     loss = torch.mean((model(noisy).float() - clean.float()) ** 2)
     return loss, loss.detach(), torch.zeros_like(loss)
+
+
+def noise2noise_sub_loss(model: nn.Module, noisy: torch.Tensor, target: torch.Tensor, masks: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Noise2Noise on N2N's sub-images, an ablation: mean((f(g1(y)) − g1(y'))²), y' an independent draw.
+
+    It differs from N2N's reconstruction term only in the target's pixel (g1's own, where N2N takes the
+    neighbour g2) and from full-resolution Noise2Noise only in training on the half-size sub-images.
+
+    Args:
+        model: maps (N, C, H/2, W/2) → (N, C, H/2, W/2).
+        noisy, target: y and y', (N, C, H, W), H and W multiples of 64.
+        masks: from :func:`n2n_raw.subsample.draw_masks` for this batch (only g1's index is used).
+    Returns:
+        (loss, rec, reg) as :func:`supervised_loss` returns them.
+    """
+    check_batch(noisy, "noise2noise_sub_loss noisy", 64)
+    return supervised_loss(model, subsample(noisy, masks)[0], subsample(target, masks)[0])

@@ -24,7 +24,7 @@ from .config import TrainConfig
 from .data import DeviceCropper, device_indices, flat_nbytes, load_source, make_batch, sample_indices
 from .errors import InputError
 from .evaluate import make_validator
-from .loss import gamma_for_epoch, n2n_loss, supervised_loss
+from .loss import gamma_for_epoch, n2n_loss, noise2noise_sub_loss, supervised_loss
 from .noise import RawShotReadNoise, make_noise
 from .plots import write_pictures
 from .progress import ProgressHook
@@ -117,7 +117,7 @@ class Batches:
         noisy = self._draw(clean, step) if self.noise is not None or self.redraw is not None else batch
         # Masks are drawn for every target, so a supervised run draws the same random stream as N2N.
         masks = draw_masks(self.global_batch, noisy.shape[-2], noisy.shape[-1], self.gen)[:, self.part]
-        if self.target == "noise2noise":  # the target: the same clean crops under a second, independent draw
+        if self.target.startswith("noise2noise"):  # the target: the same clean crops under an independent draw
             clean = self._draw(clean, step)
         return noisy, clean if self.supervised else None, masks
 
@@ -222,6 +222,8 @@ def setup(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
 
     def loss_fn(noisy, clean, masks, gamma):
         with autocast(device, cfg.precision):
+            if cfg.target == "noise2noise-sub":
+                return noise2noise_sub_loss(net, noisy, clean, masks)
             if supervised:
                 return supervised_loss(net, noisy, clean)
             return n2n_loss(net, noisy, masks, gamma, cfg.lambda1, cfg.lambda2)
@@ -352,7 +354,7 @@ def finish(run: Run) -> dict:
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force: bool = False,
           log=print, validator=None, given: set[str] | None = None) -> dict:
     """Train a Neighbor2Neighbor U-Net (or, with ``target="supervised"``, the same U-Net noisy → clean;
-    ``"noise2noise"``: noisy → independently noisy);
+    ``"noise2noise"``: noisy → independently noisy; ``"noise2noise-sub"``: the same on N2N's sub-images);
     returns the summary (also written to RUN_DIR/summary.json).
 
     On ``resume`` the run's stored configuration is used; options in ``given`` (see

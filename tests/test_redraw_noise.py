@@ -187,7 +187,19 @@ def test_noise2noise_target_is_the_clean_crop_under_an_independent_draw():
     assert abs(float(torch.corrcoef(torch.stack([z_in, z_t]))[0, 1])) < 0.02  # ... drawn independently
 
 
-def test_noise2noise_on_raw_needs_redrawn_noise(tmp_path):
-    r = cli("train", "--mode", "raw", "--target", "noise2noise", "--out", tmp_path / "run", *RAW_TRAIN, expect=2)
-    assert_one_line_error(r.stderr, "--target noise2noise", "--redraw-noise")
+@pytest.mark.parametrize("target", ["noise2noise", "noise2noise-sub"])
+def test_noise2noise_on_raw_needs_redrawn_noise(tmp_path, target):
+    r = cli("train", "--mode", "raw", "--target", target, "--out", tmp_path / "run", *RAW_TRAIN, expect=2)
+    assert_one_line_error(r.stderr, f"--target {target}", "--redraw-noise")
     assert not (tmp_path / "run").exists()
+
+
+def test_noise2noise_sub_gets_the_same_batches_as_noise2noise():
+    """The sub-image ablation differs from full-resolution Noise2Noise in its loss only, not in what it sees."""
+    cfg = TrainConfig(mode="raw", patch_size=128, redraw_noise=True, target="noise2noise", batch_size=2,
+                      device="cpu").resolved()
+    src = load_source(cfg)
+    full = Batches(cfg, src, torch.device("cpu"), Dist(), None)(3)
+    sub = Batches(dataclasses.replace(cfg, target="noise2noise-sub"), src, torch.device("cpu"), Dist(), None)(3)
+    assert all(torch.equal(a, b) for a, b in zip(full, sub))
+    assert not torch.equal(full[0], full[1])

@@ -7,7 +7,8 @@ from conftest import RAW_TRAIN, assert_one_line_error, cli
 from n2n_raw.config import TrainConfig
 from n2n_raw.data import load_source, make_batch
 from n2n_raw.io.store import StoreWriter
-from n2n_raw.loss import supervised_loss
+from n2n_raw.loss import noise2noise_sub_loss, supervised_loss
+from n2n_raw.subsample import PAIRS, draw_masks
 from n2n_raw.unet import UNet
 
 
@@ -21,6 +22,26 @@ def test_supervised_loss_is_the_plain_mse():
     want = np.mean((out - clean.double().numpy()) ** 2)
     assert loss.dtype == torch.float32 and abs(loss.item() - want) < 1e-6 * max(1.0, want)
     assert rec.item() == loss.item() and reg.item() == 0 and loss.requires_grad
+
+
+def test_noise2noise_sub_loss_takes_g1s_own_pixel_from_the_second_draw():
+    torch.manual_seed(1)
+    model = UNet(4, 4)
+    noisy, target = torch.rand(3, 4, 64, 128), torch.rand(3, 4, 64, 128)
+    masks = draw_masks(3, 64, 128, torch.Generator().manual_seed(5))
+    loss, rec, reg = noise2noise_sub_loss(model, noisy, target, masks)
+    # g1 by hand: in-cell index k = 2·dy + dx of each 2×2 cell (subsample's convention), for y and y' alike.
+    k = masks[0, :, 0, 0].numpy()  # (3, 32, 64)
+    n, i, j = np.indices(k.shape)
+    g1 = lambda x: x.numpy().transpose(0, 2, 3, 1)[n, 2 * i + k // 2, 2 * j + k % 2].transpose(0, 3, 1, 2)
+    with torch.no_grad():
+        out = model(torch.from_numpy(np.ascontiguousarray(g1(noisy)))).double().numpy()
+    want = np.mean((out - g1(target).astype(np.float64)) ** 2)
+    assert abs(loss.item() - want) < 1e-6 * max(1.0, want) and reg.item() == 0 and loss.requires_grad
+    assert set(np.unique(k)) <= {p[0] for p in PAIRS}
+    # Not N2N's target: with y' = y it is the loss against g1 itself, not the neighbour g2.
+    same = noise2noise_sub_loss(model, noisy, noisy, masks)[0].item()
+    assert abs(same - np.mean((out - g1(noisy)) ** 2)) < 1e-6
 
 
 def _raw_store(path, gt_of=lambda m: m, with_gt=True):
@@ -47,16 +68,18 @@ def test_clean_crops_are_cut_at_the_noisy_crops_windows(tmp_path, augment, cfa_m
             assert torch.equal(noisy, make_batch(src, step, 4, 0, None))  # the noisy crops of an n2n run
 
 
-@pytest.mark.parametrize("mode", ["srgb", "raw"])
-def test_a_few_supervised_steps_train_and_record_the_target(tmp_path, mode):
+@pytest.mark.parametrize("mode,target", [("srgb", "supervised"), ("raw", "supervised"), ("srgb", "noise2noise-sub"),
+                                         ("raw", "noise2noise-sub")])
+def test_a_few_supervised_steps_train_and_record_the_target(tmp_path, mode, target):
     from n2n_raw import checkpoint as ckpt
     from n2n_raw.train import train
-    cfg = TrainConfig(mode=mode, target="supervised", steps=2, epochs=1, batch_size=2, device="cpu", log_every=1,
-                      patch_size=64 if mode == "srgb" else 128, default_data_size=3, pictures=False)
+    cfg = TrainConfig(mode=mode, target=target, steps=2, epochs=1, batch_size=2, device="cpu", log_every=1,
+                      patch_size=64 if mode == "srgb" else 128, default_data_size=3, pictures=False,
+                      redraw_noise=mode == "raw" and target != "supervised")
     summary = train(cfg, tmp_path / "run", log=lambda s: None)
     assert np.isfinite(summary["loss"]) and summary["loss"] > 0
     meta, _ = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "run")[-1])
-    assert meta["target"] == "supervised" and meta["config"]["target"] == "supervised"
+    assert meta["target"] == target and meta["config"]["target"] == target
 
 
 def test_supervised_raw_without_clean_frames_is_refused(tmp_path):
