@@ -20,7 +20,8 @@ and with more (noisy, clean) raw pairs than the built-in 10 (a store of N mosaic
 and with the raw noise redrawn every step (as the sRGB task's is) instead of drawn once per mosaic:
     python benchmarks/convergence.py --task raw --steps 2000 --eval-every 500 --variants n2n-redraw,supervised-redraw --raw-mosaics 80
 and Noise2Noise between them (a noisy target, no sub-sampler): --variants noise2noise-redraw (raw), noise2noise (srgb);
-the steps between Noise2Noise and N2N: noise2noise-sub[-redraw] (on N2N's sub-images), n2n-noreg[-redraw] (λ2 = 0).
+the steps between Noise2Noise and N2N: noise2noise-sub[-redraw] (on N2N's sub-images), n2n-noreg[-redraw] (λ2 = 0),
+noise2noise-redraw-b1 (full resolution, N2N's pixels per step).
 
 Writes CSV + PNG under --out and prints a summary table. CPU setting (default) fits in 30 min on 2 cores:
     python benchmarks/convergence.py --task both --steps 1000 --eval-every 100
@@ -73,6 +74,10 @@ VARIANTS = {
     "noise2noise-sub-redraw": {"init": "kaiming", "target": "noise2noise-sub", "redraw_noise": True},
     "n2n-noreg": {"init": "kaiming", "target": "n2n", "lambda2": 0.0},
     "n2n-noreg-redraw": {"init": "kaiming", "target": "n2n", "lambda2": 0.0, "redraw_noise": True},
+    # Full-resolution Noise2Noise with N2N's pixels per step (one crop, not four sub-images of a quarter of
+    # the size each), at the same learning rate: what the sub-images' fewer pixels cost, apart from their scale.
+    "noise2noise-redraw-b1": {"init": "kaiming", "target": "noise2noise", "redraw_noise": True, "batch_size": 1,
+                              "lr_rule": "none"},
 }
 
 
@@ -172,7 +177,8 @@ def main() -> None:
             for name in args.variants.split(","):
                 cfg = TrainConfig(mode=task, data=data, steps=args.steps, epochs=args.epochs, seed=args.seed,
                                   device=args.device, val_every=args.eval_every // steps_per_epoch,
-                                  log_every=args.eval_every, keep_checkpoints=1, **opts, **VARIANTS[name])
+                                  log_every=args.eval_every, keep_checkpoints=1,
+                                  **{**opts, **VARIANTS[name]})  # a variant's settings override the task's
                 evaluate = make_eval(device)
                 t0 = time.perf_counter()
                 run_dir = Path(td) / f"{task}-{name}"
