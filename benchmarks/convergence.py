@@ -21,7 +21,7 @@ and with the raw noise redrawn every step (as the sRGB task's is) instead of dra
     python benchmarks/convergence.py --task raw --steps 2000 --eval-every 500 --variants n2n-redraw,supervised-redraw --raw-mosaics 80
 and Noise2Noise between them (a noisy target, no sub-sampler): --variants noise2noise-redraw (raw), noise2noise (srgb);
 the steps between Noise2Noise and N2N: noise2noise-sub[-redraw] (on N2N's sub-images), n2n-noreg[-redraw] (λ2 = 0),
-noise2noise-redraw-b1 (full resolution, N2N's pixels per step).
+noise2noise[-redraw]-b1 (full resolution, N2N's pixels per step).
 
 Writes CSV + PNG under --out and prints a summary table. CPU setting (default) fits in 30 min on 2 cores:
     python benchmarks/convergence.py --task both --steps 1000 --eval-every 100
@@ -76,6 +76,7 @@ VARIANTS = {
     "n2n-noreg-redraw": {"init": "kaiming", "target": "n2n", "lambda2": 0.0, "redraw_noise": True},
     # Full-resolution Noise2Noise with N2N's pixels per step (one crop, not four sub-images of a quarter of
     # the size each), at the same learning rate: what the sub-images' fewer pixels cost, apart from their scale.
+    "noise2noise-b1": {"init": "kaiming", "target": "noise2noise", "batch_size": 1, "lr_rule": "none"},
     "noise2noise-redraw-b1": {"init": "kaiming", "target": "noise2noise", "redraw_noise": True, "batch_size": 1,
                               "lr_rule": "none"},
 }
