@@ -16,6 +16,7 @@ from .errors import InputError, check_choice
 
 MODES = ("srgb", "raw")
 TARGETS = ("n2n", "supervised", "noise2noise", "noise2noise-sub")
+NOISY_TARGETS = ("noise2noise", "noise2noise-sub")  # the target: a second, independent noise draw
 CFA_MODES = ("rggb", "positional")
 PRECISIONS = ("auto", "bf16", "fp32")
 LR_RULES = ("sqrt", "linear", "none")
@@ -148,7 +149,7 @@ class TrainConfig:
             raise InputError("photos: camera raw files train a raw model (--mode raw)")
         if self.redraw_noise and self.mode != "raw":
             raise InputError("--redraw-noise: raw only (the sRGB mode always draws its noise per step)")
-        if self.target.startswith("noise2noise") and self.mode == "raw" and not self.redraw_noise:
+        if self.target in NOISY_TARGETS and self.mode == "raw" and not self.redraw_noise:
             raise InputError(f"--target {self.target}: raw needs --redraw-noise (a second noise draw of the clean "
                              "frame is the target)")
         if self.photos and self.data is not None:

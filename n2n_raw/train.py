@@ -20,7 +20,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .accel import autocast, compile_plan, data_storage, pick_device, place_model, training_step, use_bf16
-from .config import TrainConfig
+from .config import NOISY_TARGETS, TrainConfig
 from .data import DeviceCropper, device_indices, flat_nbytes, load_source, make_batch, sample_indices
 from .errors import InputError
 from .evaluate import make_validator
@@ -117,7 +117,7 @@ class Batches:
         noisy = self._draw(clean, step) if self.noise is not None or self.redraw is not None else batch
         # Masks are drawn for every target, so a supervised run draws the same random stream as N2N.
         masks = draw_masks(self.global_batch, noisy.shape[-2], noisy.shape[-1], self.gen)[:, self.part]
-        if self.target.startswith("noise2noise"):  # the target: the same clean crops under an independent draw
+        if self.target in NOISY_TARGETS:  # the target: the same clean crops under an independent draw
             clean = self._draw(clean, step)
         return noisy, clean if self.supervised else None, masks
 
