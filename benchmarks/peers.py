@@ -240,8 +240,9 @@ def build_real(work: Path, files=REAL_FILES, levels=tuple(LEVELS), crop: int | N
             photos.append(Photo(stem, path, noisy, x, {"a": [a] * 4, "b": [b] * 4}))
         if fresh:
             _seal(folder, params)
-        log(f"real/{level}: {len(photos)} DNGs in {folder} ({'written, read back within rounding' if fresh else 'cached'})"
-            f"; sizes " + ", ".join(f"{p.name} {p.ref.shape[0]}×{p.ref.shape[1]}" for p in photos))
+        state = "written, read back within rounding" if fresh else "cached"
+        sizes = ", ".join(f"{p.name} {p.ref.shape[0]}×{p.ref.shape[1]}" for p in photos)
+        log(f"real/{level}: {len(photos)} DNGs in {folder} ({state}); sizes {sizes}")
         sets.append(DataSet(f"real/{level}", photos, list(range(len(photos))),
                             info={"a": a, "b": b, "exposure": exposure}))
     return sets
@@ -300,8 +301,9 @@ def build_burst(work: Path, burst_dir: Path = BURST_DIR, frames: int | None = No
         for f in files:
             with rawpy.imread(str(f)) as raw:
                 m = np.array(raw.raw_image_visible)
-                cfa = "".join(raw.color_desc.decode()[c] for c in raw.raw_colors_visible[:2, :2].ravel())
-                black = [float(v) for v in np.asarray(raw.black_level_per_channel)[raw.raw_colors_visible[:2, :2]].ravel()]
+                cells = raw.raw_colors_visible[:2, :2]
+                cfa = "".join(raw.color_desc.decode()[c] for c in cells.ravel())
+                black = [float(v) for v in np.asarray(raw.black_level_per_channel)[cells].ravel()]
                 white = float(raw.white_level)
             win = window(m.shape, min(crop, *m.shape) // 2 * 2)
             out = folder / f"{f.stem}.dng"
@@ -373,7 +375,7 @@ def run_methods(ds: DataSet, methods: list[str], fits: list[tuple[str, str]], wo
     rows: dict[str, dict] = {}
     idx = ds.scored
     if "noisy" in methods:
-        rows["noisy"] = {**score(ds, {i: ds.photos[i].noisy for i in idx}), "seconds": 0.0, "photos": 0}
+        rows["noisy"] = {**score(ds, {i: ds.photos[i].noisy for i in idx}), "seconds": 0.0, "photos": len(idx)}
     if "bm3d" in methods:
         from n2n_raw.io.camera_raw import read_raw
         est, profiles, secs = {}, {}, 0.0
