@@ -26,6 +26,8 @@ Methods (``--methods``, each timed in wall seconds and scored):
 - ``oracle``: a Gaussian blur per CFA plane whose σ (per plane, from ``burst_fit.SIGMAS``) is picked against
   the reference: an upper bound no blind method has, since it looks at the answer. σ is picked per photo on
   ``real``/``sidd`` and jointly over the scored frames on ``burst`` (as burst_fit.py does).
+- ``bm3d-true`` (only when named): BM3D+GAT given the true (a, b) (``real`` and ``sidd``), to separate the
+  blind estimate's cost from BM3D's.
 
 Data sets (``--sets``):
 
@@ -90,6 +92,7 @@ REAL_FILES = ("canon_550d_colorchart.dng", "pi_bggr_scene.dng", "kodak_dc50.kdc"
 LEVELS = {"sidd": (1e-3, 1e-5, 1.0), "lowlight": (4e-3, 1e-4, 0.25)}
 DNG_BLACK, DNG_WHITE = 1024, 16383  # written DNGs: 16-bit samples, room below black and above white
 METHODS = ("noisy", "bm3d", "fit", "oracle")
+EXTRA_METHODS = ("bm3d-true",)  # not run unless named: BM3D+GAT given the true profile (real and sidd only)
 SETS = ("burst", "real", "sidd")
 POSITIONS = ((0, 0), (0, 1), (1, 0), (1, 1))  # raster order of the 2×2 CFA positions
 
@@ -376,20 +379,24 @@ def run_methods(ds: DataSet, methods: list[str], fits: list[tuple[str, str]], wo
     idx = ds.scored
     if "noisy" in methods:
         rows["noisy"] = {**score(ds, {i: ds.photos[i].noisy for i in idx}), "seconds": 0.0, "photos": len(idx)}
-    if "bm3d" in methods:
+    for method in ("bm3d", "bm3d-true"):
+        if method not in methods or (method == "bm3d-true" and ds.burst):
+            continue
         from n2n_raw.io.camera_raw import read_raw
         est, profiles, secs = {}, {}, 0.0
         for i in idx:
             p = ds.photos[i]
+            given = (p.true_profile["a"], p.true_profile["b"]) if method == "bm3d-true" else None
             t0 = time.perf_counter()
             m = read_raw(p.path, clip=False).mosaic  # what a user has: the file
-            est[i], profiles[p.name] = bm3d_gat(m)
+            est[i], profiles[p.name] = bm3d_gat(m, given)
             dt = time.perf_counter() - t0
             secs += dt
-            log(f"  bm3d {p.name}: {dt:.1f} s; blind profile a {_fmt(profiles[p.name]['a'])} b "
-                f"{_fmt(profiles[p.name]['b'])}" + (f" (true a {p.true_profile['a'][0]:.3g} b "
-                                                     f"{p.true_profile['b'][0]:.3g})" if p.true_profile else ""))
-        rows["bm3d"] = {**score(ds, est), "seconds": secs, "photos": len(idx), "profiles": profiles}
+            log(f"  {method} {p.name}: {dt:.1f} s; {'true' if given else 'blind'} profile a "
+                f"{_fmt(profiles[p.name]['a'])} b {_fmt(profiles[p.name]['b'])}"
+                + (f" (true a {p.true_profile['a'][0]:.3g} b {p.true_profile['b'][0]:.3g})"
+                   if p.true_profile and not given else ""))
+        rows[method] = {**score(ds, est), "seconds": secs, "photos": len(idx), "profiles": profiles}
     if "fit" in methods:
         for name, fargs in fits:
             label = "fit " + name
@@ -458,8 +465,9 @@ def main(argv=None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", type=lambda v: _csv(v, SETS, "--sets"), default=list(SETS),
                     help=f"comma-separated, from {','.join(SETS)} (default all)")
-    ap.add_argument("--methods", type=lambda v: _csv(v, METHODS, "--methods"), default=list(METHODS),
-                    help=f"comma-separated, from {','.join(METHODS)} (default all)")
+    ap.add_argument("--methods", type=lambda v: _csv(v, METHODS + EXTRA_METHODS, "--methods"),
+                    default=list(METHODS), help=f"comma-separated, from {','.join(METHODS)} (default all) and "
+                    "bm3d-true (BM3D+GAT with the true noise profile, real and sidd sets: the estimate's cost)")
     ap.add_argument("--fit", action="append", metavar="NAME=ARGS", default=None,
                     help="a fit variant: its name and the options added to `n2n-raw fit` (repeatable; default "
                          "'defaults=', fit's defaults). E.g. --fit 'steps1200=--steps 1200'")
@@ -485,7 +493,7 @@ def main(argv=None) -> None:
         if not name:
             ap.error(f"--fit {v!r}: give NAME=ARGS")
         fits.append((name.strip(), fargs.strip()))
-    if "bm3d" in args.methods:
+    if {"bm3d", "bm3d-true"} & set(args.methods):
         try:
             import bm3d  # noqa: F401
         except ImportError:
@@ -519,7 +527,8 @@ def main(argv=None) -> None:
             note = ("corrected PSNR: frame k against the mean of the other frames, that reference's noise removed "
                     "(burst_fit.py); SSIM against that noisy reference" if ds.burst else
                     "estimate clamped to [0, 1]; PSNR data range 1 on the mosaic; SSIM mean over the 4 CFA planes")
-            log(f"\n{ds.label} ({note}; wall s: all photos of the set; per-photo columns: PSNR)\n")
+            log(f"\n{ds.label} ({note}; wall s: all photos of the set; per-photo columns: "
+                f"{'corrected ' if ds.burst else ''}PSNR)\n")
             log(table(ds, rows))
             report["sets"][ds.label] = {"photos": [p.name for p in ds.photos],
                                         "scored": [ds.photos[i].name for i in ds.scored], "info": ds.info,
