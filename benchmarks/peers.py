@@ -209,14 +209,14 @@ def _seal(folder: Path, params: dict) -> None:
 
 
 def build_real(work: Path, files=REAL_FILES, levels=tuple(LEVELS), crop: int | None = None, seed: int = 0,
-               log=print) -> list[DataSet]:
+               log=print, real_dir: Path = REAL_DIR) -> list[DataSet]:
     """The real-content sets, one per level (see the module docstring); DNGs under ``work/real/LEVEL``."""
     from n2n_raw.io.camera_raw import read_raw
     refs, cfas = {}, {}
     for f in files:
         with warnings.catch_warnings():  # pi_gbrg_no_blacklevel.dng: its missing black level is known
             warnings.simplefilter("ignore")
-            r = read_raw(REAL_DIR / f, clip=False)
+            r = read_raw(Path(real_dir) / f, clip=False)
         ref = bin_reference(r.mosaic)
         if crop:
             ref = ref[window(ref.shape, min(crop, *ref.shape) // 2 * 2)]
@@ -475,7 +475,9 @@ def main(argv=None) -> None:
                     help=f"noise levels of the real set (default {','.join(LEVELS)})")
     ap.add_argument("--real-files", type=lambda v: _csv(v, REAL_FILES, "--real-files"), default=list(REAL_FILES),
                     help="which shared real files make the real set (default all four)")
-    ap.add_argument("--burst", type=Path, default=BURST_DIR, help="the burst's folder")
+    ap.add_argument("--real-dir", type=Path, default=REAL_DIR, help="where the real files are (default "
+                    "../shared/data/real_raw beside the repository)")
+    ap.add_argument("--burst", type=Path, default=None, help="the burst's folder (default REAL_DIR/burst_lowlight)")
     ap.add_argument("--burst-frames", type=int, default=None, help="score the first N frames (default all)")
     ap.add_argument("--sidd-images", type=int, default=8, help="synthetic SIDD images (default 8)")
     ap.add_argument("--sidd-blocks", type=int, default=2, help="validation blocks per image (default 2)")
@@ -516,9 +518,10 @@ def main(argv=None) -> None:
         datasets: list[DataSet] = []
         for s in args.sets:
             if s == "burst":
-                datasets.append(build_burst(work, args.burst, args.burst_frames, args.crop, log))
+                datasets.append(build_burst(work, args.burst or args.real_dir / "burst_lowlight", args.burst_frames,
+                                            args.crop, log))
             elif s == "real":
-                datasets += build_real(work, args.real_files, args.levels, args.crop, args.seed, log)
+                datasets += build_real(work, args.real_files, args.levels, args.crop, args.seed, log, args.real_dir)
             else:
                 datasets.append(build_sidd(work, args.sidd_images, args.sidd_blocks, args.crop, log=log))
         for ds in datasets:
