@@ -336,7 +336,7 @@ def run_fit(ds: DataSet, args: str, work: Path, keep: bool = False, log=print) -
     seconds = time.perf_counter() - t0
     if rc != 0:
         tail = (tmp / "fit.log").read_text()[-2000:]
-        raise RuntimeError(f"n2n-raw fit exited {rc} ({shlex.join(cmd)}):\n{tail}")
+        raise RuntimeError(f"n2n-raw fit exited {rc} ({shlex.join(cmd)}; its log: {tmp / 'fit.log'}):\n{tail}")
     out = [read_unclipped(tmp / "denoised" / f"{p.name}.dng")[0] for p in ds.photos]
     if keep:
         log(f"  fit run kept in {tmp}")
