@@ -429,8 +429,14 @@ def demo(out: Path = typer.Option(Path("n2n-demo"), help="Folder for the demo's 
 
 @app.command()
 @handles_errors
-def info(path: Path = typer.Argument(..., help="Run folder or checkpoint.")):
-    """Print a run's (or checkpoint's) configuration, progress, metrics and checkpoints."""
+def info(path: Path = typer.Argument(..., help="Run folder, checkpoint, or camera raw photo (.dng, .nef, ...).")):
+    """Print a run's (or checkpoint's) configuration, progress, metrics and checkpoints; for a camera raw photo,
+    its size, CFA, levels and noise profile (the DNG NoiseProfile tag, else estimated from the photo)."""
+    from .io.camera_raw import RAW_SUFFIXES
+    if path.suffix.lower() in RAW_SUFFIXES and not path.is_dir():
+        from .noise_profile import describe_photo
+        _out(describe_photo(path))
+        return
     from .runfolder import describe
     _out(describe(path))
 
