@@ -216,8 +216,9 @@ def _fit_plane(plane: np.ndarray, iterations: int = 50) -> _PlaneFit:
         if done:
             break
     kept = noise_only(np.maximum(a * m + b, 1e-300))
-    # Var(v_j) ≈ s²·μ_j² and the weights are 1/μ_j², so se(a) ≈ s·sqrt((XᵀWX)⁻¹_aa) (the cuts ignored).
-    se_a = BLOCK_SPREAD * np.sqrt(inv_a) / TRUNCATION
+    # Var(v_j) ≈ s²·(TRUNCATION·μ_j)² and the weights are 1/μ_j²; a is the fitted slope / TRUNCATION, so
+    # se(a) ≈ s·sqrt((XᵀWX)⁻¹_aa) (conservative: the cuts narrow the spread below s).
+    se_a = BLOCK_SPREAD * np.sqrt(inv_a)
     identifiable = a > 0 and se_a <= MAX_REL_SE_A * a
     if not identifiable:  # the slope is not determined: keep what is, the variance at the photo's own levels
         b = max(b + a * float(np.median(m[kept])) if kept.any() else b, 1e-300)
