@@ -4,6 +4,7 @@
     python benchmarks/peers.py                                     # every set, every method, fit's defaults
     python benchmarks/peers.py --sets real --methods noisy,bm3d,oracle --crop 256
     python benchmarks/peers.py --sets burst,real --fit "defaults=" --fit "steps1200=--steps 1200" --json peers.json
+    python benchmarks/peers.py --sets real --methods noisy,fit --fit "scratch20=--steps 20 --start-from scratch"
     python benchmarks/peers.py --sets sidd --sidd-images 4 --work /tmp/peers   # data cached in /tmp/peers
 
 BM3D is used as a library here and nowhere else: its licence (Tampere University, non-commercial use only)
@@ -16,7 +17,9 @@ Methods (``--methods``, each timed in wall seconds and scored):
   Neighbor2Neighbor papers' baseline: per 2×2 position plane p, the blind noise profile (a_p, b_p) (var =
   a·x + b, from :func:`n2n_raw.noise_profile.estimate_profile` on the photo itself: what a user has), the GAT
   (:func:`n2n_raw.vst.gat`: unit noise variance), ``bm3d.bm3d(z, sigma_psd=1)`` with the package's default
-  profile ("np"), and the closed-form approximation of the exact unbiased inverse (Mäkitalo–Foi,
+  profile "np" (on the real set's 256-pixel crops, sidd / lowlight level: np 49.67 / 52.18 dB, "high" 49.19 /
+  51.05, "vn" 49.31 / 52.04; "refilter" fails in bm3d 4.0.3 with a scalar σ), and the closed-form
+  approximation of the exact unbiased inverse (Mäkitalo–Foi,
   :func:`n2n_raw.vst.gat_inverse_unbiased`). Its time is per photo, read + profile estimate + 4 planes,
   summed over the set's photos (``bm3d`` runs its own threads).
 - ``fit``: the ``n2n-raw fit PHOTOS --out RUN --denoised DIR`` command as a subprocess on all the set's photos
