@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .errors import InputError, check_choice
 from .io.atomic import atomic_path
+from .pretrained import GatUNet
 from .unet import UNet
 
 FORMAT = "n2n-raw-checkpoint"
@@ -46,8 +47,7 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer:
     with atomic_path(stem.with_suffix(".safetensors"), force=True) as tmp:  # a rerun of a step replaces it
         save_file(tensors, str(tmp))
     full = {"format": FORMAT, "version": 1, "arch": ARCH, "step": step,
-            "model": {"in_ch": model.in_ch, "out_ch": model.out_ch, "init": model.init,
-                      "residual": model.residual},
+            "model": model_spec(model),
             "optim_param_groups": optim_groups,
             "versions": {"n2n_raw": __version__, "torch": torch.__version__}, **meta}
     with atomic_path(stem.with_suffix(".json"), force=True) as tmp:  # written last: the checkpoint exists now
@@ -144,12 +144,22 @@ def load_checkpoint(path: str | os.PathLike, which: str = "last") -> tuple[dict,
     return meta, tensors
 
 
-def build_model(meta: dict, tensors: dict[str, torch.Tensor], where: str = "checkpoint") -> UNet:
-    """The U-Net of a checkpoint with its weights loaded (strict)."""
+def model_spec(model: torch.nn.Module) -> dict:
+    """What :func:`build_model` needs to rebuild ``model`` (a :class:`UNet`, or one wrapped by :class:`GatUNet`)."""
+    spec = {"in_ch": model.in_ch, "out_ch": model.out_ch, "init": model.init, "residual": model.residual}
+    if isinstance(model, GatUNet):
+        spec["vst"] = {"kind": "gat", "scale": model.scale}
+    return spec
+
+
+def build_model(meta: dict, tensors: dict[str, torch.Tensor], where: str = "checkpoint") -> torch.nn.Module:
+    """The model of a checkpoint with its weights loaded (strict): a U-Net, or a :class:`GatUNet` around one."""
     try:
         m = meta["model"]
         model = UNet(int(m["in_ch"]), int(m["out_ch"]), init=m.get("init", "kaiming"),
                      residual=bool(m.get("residual", False)))
+        if m.get("vst") is not None:
+            model = GatUNet(model, scale=float(m["vst"]["scale"]))
     except (KeyError, TypeError, ValueError, AttributeError):
         raise InputError(f"{where}: the checkpoint's 'model' entry is missing or invalid") from None
     sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -160,7 +170,8 @@ def build_model(meta: dict, tensors: dict[str, torch.Tensor], where: str = "chec
     return model
 
 
-def load_model(path: str | os.PathLike, expect_mode: str | None = None, which: str = "best") -> tuple[UNet, dict]:
+def load_model(path: str | os.PathLike, expect_mode: str | None = None,
+               which: str = "best") -> tuple[torch.nn.Module, dict]:
     """Load a model for inference: (model in eval mode on CPU, meta). Checks the mode when asked.
 
     ``which`` picks a run folder's checkpoint (see :func:`resolve`); ``meta["chosen"]`` says which was taken."""

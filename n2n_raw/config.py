@@ -78,6 +78,10 @@ class TrainConfig:
         "kaiming", "kaiming (He init, the paper's without its ×0.1: fastest to denoise), standard (PyTorch's "
         "default) or paper (Kaiming ×0.1 as the reference; use it to reproduce the paper's tables).")
     residual: bool = option(False, "Output skip f(y) = y + net(y) (not in the paper).", flag=True)
+    start_from: str | None = option(
+        None, "raw: start from trained weights instead of --init: a raw run folder or checkpoint (its newest), or "
+        "`pretrained`, the model shipped with n2n-raw (supervised on synthetic Poisson–Gaussian noise, denoising "
+        "in the variance-stabilised domain of the data's noise profile, estimated from the training frames).")
     cfa_mode: str = option("rggb", "raw: rggb (unify to R,G1,G2,B; Liu et al. 2019) or positional (pack by 2×2 "
                                    "position, as published pipelines did).")
     cfa: str | None = option(None, "raw: override the CFA of every training input (not of the validation "
@@ -152,6 +156,8 @@ class TrainConfig:
         if self.target in NOISY_TARGETS and self.mode == "raw" and not self.redraw_noise:
             raise InputError(f"--target {self.target}: raw needs --redraw-noise (a second noise draw of the clean "
                              "frame is the target)")
+        if self.start_from is not None and self.mode != "raw":
+            raise InputError("--start-from: raw only")
         if self.photos and self.data is not None:
             raise InputError("photos and --data: give one source of training data")
         from .bayer import check_cfa

@@ -18,6 +18,8 @@ import torch
 from . import infer
 from .errors import InputError
 from .io.atomic import atomic_path, check_writable
+from .noise_profile import NoiseProfile, estimate_profile, profile_from_dng
+from .pretrained import GatUNet, packed_profile
 
 from .infer import OVERLAP  # processing pixels of context kept around each tile
 
@@ -99,12 +101,15 @@ OUTPUTS = {"rgb": (".png",), "rgb-npy": (".npy",), "camera-raw": (".dng", ".png"
 
 def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | None = None, *,
                   tile: int | None = None, device="cpu", precision: str = "fp32",
-                  log: Callable[[str], None] | None = None, name: str = "input") -> np.ndarray:
+                  log: Callable[[str], None] | None = None, name: str = "input",
+                  profile: NoiseProfile | None = None) -> np.ndarray:
     """Denoise one array with a checkpoint's model; returns float32 of the input's shape (unclamped).
 
     sRGB checkpoints: ``x`` (H, W, 3) float in [0, 1]. Raw checkpoints: ``x`` (H, W) Bayer mosaic, H and W
     even, black 0 and white 1 (values below 0 allowed); ``cfa`` is its pattern (needed by ``rggb`` checkpoints,
     which unify every CFA to RGGB). ``tile``: None tiles only when one pass would not fit in memory.
+    A :class:`~n2n_raw.pretrained.GatUNet` is given this mosaic's noise profile first: ``profile`` (e.g. the
+    DNG's tag), else the blind estimate from ``x`` itself.
     """
     x = np.asarray(x)
     if meta.get("mode") == "srgb":
@@ -120,6 +125,13 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
     mode = meta.get("cfa_mode", "rggb")
     if mode == "rggb" and cfa is None:
         raise InputError(f"{name}: a mosaic needs its CFA (--cfa; the checkpoint unifies CFAs to RGGB)")
+    if isinstance(model, GatUNet):
+        p = profile if profile is not None else estimate_profile(x)
+        model.set_profile(*packed_profile(p.a, p.b, cfa, mode))
+        if log is not None:
+            a, b = model.profile
+            log(f"{name}: noise profile ({p.source}) a {' '.join(f'{v:.3g}' for v in a)}, "
+                f"b {' '.join(f'{v:.3g}' for v in b)}")
     return infer.denoise_mosaic(model, x.astype(np.float32, copy=False), cfa, mode, tile, 2 * OVERLAP, device,
                                 precision, log=_plan_logger(log, 2))
 
@@ -139,7 +151,7 @@ def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, 
     inp = read_input(path, meta.get("mode"), cfa)
     targets = [check_writable(out_dir / f"{path.stem}{suffix}", force) for suffix in OUTPUTS[inp.kind]]
     y = denoise_array(model, meta, inp.array, inp.cfa, tile=tile, device=device, precision=precision, log=log,
-                      name=str(path))
+                      name=str(path), profile=profile_from_dng(path) if inp.kind == "camera-raw" else None)
     pixels = inp.array.shape[0] * inp.array.shape[1]
     if inp.kind == "rgb":
         from .io.images import write_png

@@ -27,6 +27,7 @@ from .evaluate import make_validator
 from .loss import gamma_for_epoch, n2n_loss, noise2noise_sub_loss, supervised_loss
 from .noise import RawShotReadNoise, make_noise
 from .plots import write_pictures
+from .pretrained import GatUNet, starting_model, training_profile
 from .progress import ProgressHook
 from .runfolder import MetricsLog, check_run_dir, open_tensorboard, prepare_run_dir, resume_config
 from .subsample import draw_masks
@@ -199,6 +200,8 @@ def setup(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
         source.noise_levels()  # every item needs an ISO: refused here, before the run folder is touched
     global_batch = cfg.batch_size * dist.world
     steps_per_epoch, total = schedule(cfg, len(source), global_batch)
+    torch.manual_seed(cfg.seed)
+    model = initial_model(cfg, source, log if dist.rank == 0 else quiet)  # --start-from is checked here, too
     if dist.rank == 0:
         prepare_run_dir(run_dir, resume)
         (run_dir / "config.json").write_text(cfg.to_json())
@@ -209,8 +212,7 @@ def setup(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
     # Model and optimiser, from the newest checkpoint when resuming.
-    torch.manual_seed(cfg.seed)
-    model = place_model(UNet(cfg.channels, cfg.channels, init=cfg.init, residual=cfg.residual), device)
+    model = place_model(model, device)
     base_lr = cfg.scaled_lr(global_batch)
     optimizer = torch.optim.Adam(model.parameters(), lr=base_lr, fused=device.type == "cuda")  # one kernel set
     start, last = restore(run_dir, model, optimizer) if resume else (0, {})
@@ -248,6 +250,20 @@ def setup(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     run.t0 = run.t_last = time.perf_counter()
     run.s_last = start
     return run
+
+
+def initial_model(cfg: TrainConfig, source, log) -> torch.nn.Module:
+    """A fresh U-Net (``--init``), or the weights of ``--start-from``; a :class:`GatUNet` gets the training
+    frames' noise profile (the median of their blind estimates)."""
+    if cfg.start_from is None:
+        return UNet(cfg.channels, cfg.channels, init=cfg.init, residual=cfg.residual)
+    model = starting_model(cfg.start_from)
+    if isinstance(model, GatUNet):
+        model.set_profile(*training_profile(source.items, cfg.cfa_mode))
+        a, b = model.profile
+        log(f"starting from {cfg.start_from}; noise profile of the training frames (per packed channel): "
+            f"a {' '.join(f'{v:.3g}' for v in a)}, b {' '.join(f'{v:.3g}' for v in b)}")
+    return model
 
 
 def schedule(cfg: TrainConfig, n_items: int, global_batch: int) -> tuple[int | None, int]:
