@@ -25,6 +25,8 @@ Methods (``--methods``, each timed in wall seconds and scored):
 - ``fit``: the ``n2n-raw fit PHOTOS --out RUN --denoised DIR`` command as a subprocess on all the set's photos
   at once (a user's photos: train on them, denoise every one), once per ``--fit NAME=ARGS`` variant (ARGS are
   appended to the command line, e.g. ``--fit "steps100=--steps 100"``; default: one variant, ``defaults=``).
+  ARGS starting with ``denoise`` run ``n2n-raw denoise PHOTOS --out DIR`` with the rest instead, no training
+  (``--fit "shipped=denoise"``: the model that ships with n2n-raw, each photo with its own noise profile).
   Its time is the whole command's wall time; the denoised DNGs are read back unclipped and scored.
 - ``oracle``: a Gaussian blur per CFA plane whose σ (per plane, from ``burst_fit.SIGMAS``) is picked against
   the reference: an upper bound no blind method has, since it looks at the answer. σ is picked per photo on
@@ -331,8 +333,13 @@ def build_burst(work: Path, burst_dir: Path = BURST_DIR, frames: int | None = No
 def run_fit(ds: DataSet, args: str, work: Path, keep: bool = False, log=print) -> tuple[list[np.ndarray], float]:
     """``n2n-raw fit`` on all of the set's photos at once in a fresh folder; (denoised mosaics, wall s)."""
     tmp = Path(tempfile.mkdtemp(prefix="fit_", dir=work))
-    cmd = [sys.executable, "-m", "n2n_raw", "fit", *[str(p.path) for p in ds.photos], "--out", str(tmp / "run"),
-           "--denoised", str(tmp / "denoised"), *shlex.split(args)]
+    words = shlex.split(args)
+    if words[:1] == ["denoise"]:  # no training: `n2n-raw denoise` (the shipped model unless --checkpoint is given)
+        cmd = [sys.executable, "-m", "n2n_raw", "denoise", *[str(p.path) for p in ds.photos],
+               "--out", str(tmp / "denoised"), *words[1:]]
+    else:
+        cmd = [sys.executable, "-m", "n2n_raw", "fit", *[str(p.path) for p in ds.photos], "--out", str(tmp / "run"),
+               "--denoised", str(tmp / "denoised"), *words]
     t0 = time.perf_counter()
     with open(tmp / "fit.log", "w") as logf:
         rc = subprocess.run(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT).returncode
