@@ -135,7 +135,7 @@ def training_profile(items, cfa_mode: str, count: int = 8, side: int = 1024) -> 
         h, w = it.shape
         hh, ww = min(h, side) // 2 * 2, min(w, side) // 2 * 2
         y, x = (h - hh) // 4 * 2, (w - ww) // 4 * 2
-        p = estimate_profile(np.asarray(it.crop(y, x, hh, ww), np.float32))
+        p = estimate_profile(np.asarray(it.crop(y, x, hh, ww), np.float32), shared=True)
         per_item.append(packed_profile(p.a, p.b, it.cfa, cfa_mode))
     arr = np.asarray(per_item, np.float64)  # (items, 2, 4)
     med = np.median(arr, axis=0)

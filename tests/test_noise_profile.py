@@ -86,6 +86,22 @@ def test_estimate_recovers_known_noise(level):
     assert np.all(np.abs(mid - 1) < 0.15), mid
 
 
+def test_shared_estimate_on_a_small_dark_crop():
+    """One (a, b) for the four positions from all their blocks: on a 128×128 crop of a dark scene, where
+    per-position fits are left with a few dozen blocks each, the shared a and the variance at the crop's own
+    mean level come within 20 % (a = 1e-3 at every position, as on a Bayer sensor)."""
+    a, b = 1e-3, 1e-5
+    errs = []
+    for seed in range(4):
+        rng = np.random.default_rng(100 + seed)
+        clean = 0.1 * _clean_mosaic(rng, 128, 128)
+        p = estimate_profile(_poisson_gaussian(rng, clean, (a,) * 4, (b,) * 4), shared=True)
+        assert len(set(p.a)) == 1 and len(set(p.b)) == 1
+        m = float(clean.mean())
+        errs += [p.a[0] / a - 1, (p.a[0] * m + p.b[0]) / (a * m + b) - 1]
+    assert np.max(np.abs(errs)) < 0.2, errs
+
+
 def test_flat_dark_scene_falls_back_to_pooled_variance():
     """One level everywhere (as a dark frame): a is not determined, so a = 0 and b = the variance there."""
     rng = np.random.default_rng(7)
