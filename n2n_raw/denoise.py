@@ -126,7 +126,7 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
     if mode == "rggb" and cfa is None:
         raise InputError(f"{name}: a mosaic needs its CFA (--cfa; the checkpoint unifies CFAs to RGGB)")
     if isinstance(model, GatUNet):
-        p = profile if profile is not None else estimate_profile(x)
+        p = profile if profile is not None else estimate_profile(x, shared=True)
         model.set_profile(*packed_profile(p.a, p.b, cfa, mode))
         if log is not None:
             a, b = model.profile
