@@ -15,8 +15,9 @@ from pathlib import Path
 from .errors import InputError, check_choice
 
 MODES = ("srgb", "raw")
-TARGETS = ("n2n", "supervised", "noise2noise", "noise2noise-sub")
+TARGETS = ("n2n", "supervised", "noise2noise", "noise2noise-sub", "r2r")
 NOISY_TARGETS = ("noise2noise", "noise2noise-sub")  # the target: a second, independent noise draw
+PAIRED_TARGETS = ("supervised",) + NOISY_TARGETS    # trained on clean crops (raw: GT frames) and their pairs
 CFA_MODES = ("rggb", "positional")
 PRECISIONS = ("auto", "bf16", "fp32")
 LR_RULES = ("sqrt", "linear", "none")
@@ -57,7 +58,11 @@ class TrainConfig:
         "noise2noise (Lehtinen et al. 2018): noisy → the same clean crop under an independent noise draw, which "
         "separates the cost of a noisy target from that of N2N's sub-sampling; raw needs --redraw-noise. "
         "noise2noise-sub (an ablation): Noise2Noise on N2N's half-size sub-images, g1(noisy) → g1 of the "
-        "independent draw (the same pixels, where N2N's target is a neighbour); raw needs --redraw-noise.")
+        "independent draw (the same pixels, where N2N's target is a neighbour); raw needs --redraw-noise. "
+        "r2r (Recorrupted-to-Recorrupted, Pang et al. 2021; raw with a --start-from model that denoises in the "
+        "variance-stabilised domain): self-supervised like n2n, on full-resolution crops: the unit-variance noise "
+        "of that domain is known, so a fresh draw e makes the input z + αe and the target z − e/α, whose noises "
+        "are independent (α 0.5, both scaled by 1/sqrt(1 + α²) so the input's noise stays unit).")
     epochs: int = option(100, "Nominal epochs E (Λ ramp and LR halvings at 0.2E..0.8E).")
     steps: int | None = option(
         None, "Total optimiser steps, split into E nominal epochs (fewer steps than E: E = steps). Default: an "
@@ -158,6 +163,8 @@ class TrainConfig:
                              "frame is the target)")
         if self.start_from is not None and self.mode != "raw":
             raise InputError("--start-from: raw only")
+        if self.target == "r2r" and (self.mode != "raw" or self.start_from is None):
+            raise InputError("--target r2r: raw, starting from a variance-stabilised model (--start-from pretrained)")
         if self.photos and self.data is not None:
             raise InputError("photos and --data: give one source of training data")
         from .bayer import check_cfa

@@ -78,3 +78,34 @@ def noise2noise_sub_loss(model: nn.Module, noisy: torch.Tensor, target: torch.Te
     """
     check_batch(noisy, "noise2noise_sub_loss noisy", 64)
     return supervised_loss(model, subsample(noisy, masks)[0], subsample(target, masks)[0])
+
+
+#: Recorruption strength of :func:`r2r_loss` (Pang et al. 2021 use 0.5 for Gaussian noise).
+R2R_ALPHA = 0.5
+
+
+def r2r_loss(model: nn.Module, noisy: torch.Tensor, e: torch.Tensor, alpha: float = R2R_ALPHA
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Recorrupted-to-Recorrupted (Pang et al., CVPR 2021) in a variance-stabilised model's own domain.
+
+    z = GAT(y) has unit-variance noise n (:class:`n2n_raw.pretrained.GatUNet`). With e ~ N(0, 1) drawn fresh,
+    z + αe and z − e/α have noises n + αe and n − e/α, which are uncorrelated (cov = 1 − 1 = 0): the MSE
+    between f(input) and the second is the MSE against the clean signal plus a constant, so the network learns
+    to denoise without clean data. Both are scaled by k = 1/sqrt(1 + α²), which brings the input's noise back to
+    unit variance (what the model meets on a real photo; the clean signal is then k·s, a lower contrast).
+
+    Args:
+        model: a GatUNet (or DDP around one): ``model(x, stabilised=True)`` maps its domain to itself, and
+            ``stabilise`` reaches it from linear values.
+        noisy: y, (N, 4, H, W), linear normalised units, H and W multiples of 32.
+        e: (N, 4, H, W), standard normal.
+    Returns:
+        (loss, rec, reg) as :func:`supervised_loss` returns them.
+    """
+    check_batch(noisy, "r2r_loss noisy", 1)
+    inner = getattr(model, "module", model)
+    with torch.no_grad():
+        z = inner.stabilise(noisy.float())
+    k = (1.0 + alpha * alpha) ** -0.5
+    loss = torch.mean((model(k * (z + alpha * e), stabilised=True).float() - k * (z - e / alpha)) ** 2)
+    return loss, loss.detach(), torch.zeros_like(loss)

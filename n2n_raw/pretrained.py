@@ -91,10 +91,17 @@ class GatUNet(nn.Module):
     def profile(self) -> tuple[list[float], list[float]]:
         return self.a.flatten().tolist(), self.b.flatten().tolist()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, stabilised: bool = False) -> torch.Tensor:
+        """``stabilised``: ``x`` is already in the GAT domain (unit noise) and so is the result, the U-Net's
+        own mapping there (:func:`n2n_raw.loss.r2r_loss` trains it)."""
+        if stabilised:
+            return self.net(x * self.scale) / self.scale
         a, b = self.a.to(x.dtype), self.b.to(x.dtype)
-        z = gat(x, a, b) * self.scale
-        return gat_inverse_algebraic(self.net(z) / self.scale, a, b)
+        return gat_inverse_algebraic(self(gat(x, a, b), stabilised=True), a, b)
+
+    def stabilise(self, x: torch.Tensor) -> torch.Tensor:
+        """The GAT of ``x`` under this model's profile: unit-variance noise."""
+        return gat(x, self.a.to(x.dtype), self.b.to(x.dtype))
 
 
 def packed_profile(a: Sequence[float], b: Sequence[float], cfa: str | None,

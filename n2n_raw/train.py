@@ -20,11 +20,11 @@ import torch
 
 from . import checkpoint as ckpt
 from .accel import autocast, compile_plan, data_storage, pick_device, place_model, training_step, use_bf16
-from .config import NOISY_TARGETS, TrainConfig
+from .config import NOISY_TARGETS, PAIRED_TARGETS, TrainConfig
 from .data import DeviceCropper, device_indices, flat_nbytes, load_source, make_batch, sample_indices
 from .errors import InputError
 from .evaluate import make_validator
-from .loss import gamma_for_epoch, n2n_loss, noise2noise_sub_loss, supervised_loss
+from .loss import gamma_for_epoch, n2n_loss, noise2noise_sub_loss, r2r_loss, supervised_loss
 from .noise import RawShotReadNoise, make_noise
 from .plots import write_pictures
 from .pretrained import GatUNet, starting_model, training_profile
@@ -83,7 +83,7 @@ class Batches:
         self.global_batch = cfg.batch_size * dist.world
         self.part = slice(dist.rank * cfg.batch_size, (dist.rank + 1) * cfg.batch_size)
         self.target = cfg.target
-        self.supervised = cfg.target != "n2n"  # supervised and noise2noise train on clean crops' pairs
+        self.supervised = cfg.target in PAIRED_TARGETS  # supervised and noise2noise train on clean crops' pairs
         self.noise = make_noise(cfg.noise).to(device) if cfg.mode == "srgb" else None
         # Raw with redrawn noise: clean crops, and each item's (a, b) for the noise drawn on them every step.
         self.redraw = RawShotReadNoise() if cfg.redraw_noise else None
@@ -120,6 +120,8 @@ class Batches:
         masks = draw_masks(self.global_batch, noisy.shape[-2], noisy.shape[-1], self.gen)[:, self.part]
         if self.target in NOISY_TARGETS:  # the target: the same clean crops under an independent draw
             clean = self._draw(clean, step)
+        if self.target == "r2r":  # the recorruption draw, unit variance (the loss scales it)
+            return noisy, torch.randn(noisy.shape, generator=self.gen, device=self.device), masks
         return noisy, clean if self.supervised else None, masks
 
     def _draw(self, clean: torch.Tensor, step: int) -> torch.Tensor:
@@ -190,7 +192,7 @@ def setup(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     if dist.rank == 0:
         check_run_dir(run_dir, resume, force)
     source = load_source(cfg)
-    supervised = cfg.target != "n2n"  # noisy → clean, or noisy → noisy (noise2noise): plain MSE
+    supervised = cfg.target in PAIRED_TARGETS  # noisy → clean, or noisy → noisy (noise2noise): plain MSE
     for asked, option in ((supervised and cfg.mode == "raw", f"--target {cfg.target}"),
                           (cfg.redraw_noise, "--redraw-noise")):
         if asked and not source.has_gt:
@@ -226,6 +228,8 @@ def setup(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
         with autocast(device, cfg.precision):
             if cfg.target == "noise2noise-sub":
                 return noise2noise_sub_loss(net, noisy, clean, masks)
+            if cfg.target == "r2r":  # ``clean`` holds the recorruption draw
+                return r2r_loss(net, noisy, clean)
             if supervised:
                 return supervised_loss(net, noisy, clean)
             return n2n_loss(net, noisy, masks, gamma, cfg.lambda1, cfg.lambda2)
@@ -258,6 +262,9 @@ def initial_model(cfg: TrainConfig, source, log) -> torch.nn.Module:
     if cfg.start_from is None:
         return UNet(cfg.channels, cfg.channels, init=cfg.init, residual=cfg.residual)
     model = starting_model(cfg.start_from)
+    if cfg.target == "r2r" and not isinstance(model, GatUNet):
+        raise InputError(f"--target r2r: {cfg.start_from} does not denoise in the variance-stabilised domain "
+                         "(use --start-from pretrained or a run made from it)")
     if isinstance(model, GatUNet):
         model.set_profile(*training_profile(source.items, cfg.cfa_mode))
         a, b = model.profile
