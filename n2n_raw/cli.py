@@ -232,15 +232,20 @@ def fit(photos: List[Path] = typer.Argument(..., help="Camera raw files (DNG, NE
         seed: int = train_option("seed"),
         force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out and overwrite outputs."),
         precision: str = train_option("precision"),
-        device: str = train_option("device")):
+        device: str = train_option("device"),
+        export: Optional[str] = typer.Option(None, "--export", help="Also write the model as RUN/ID.dtmodel (dtmodel: "
+                                             "a darktable raw denoise package, ID = n2n-raw-<RUN's name>) or "
+                                             "RUN/ID.onnx (onnx); checked before training.")):
     """Denoise your own raw photos, nothing else needed: train on them (self-supervised), then denoise each
     into a DNG (the source's metadata kept) and a PNG preview."""
     from .fit import fit as run
     res = run(photos, out, denoised_dir=denoised, steps=steps, lr=lr, batch_size=batch_size, patch_size=patch_size,
               seed=seed, force=force, device=device, precision=precision, log=lambda s: typer.echo(s, err=True),
-              progress=_hook("denoise", "file"))
+              progress=_hook("denoise", "file"), export=export)
     for src, written in zip(res["photos"], res["outputs"]):
         _out(f"{src} -> {', '.join(str(w) for w in written)}")
+    if res.get("export") is not None:
+        _out(f"wrote {res['export'].describe()}")
     _out(f"{out}: trained {res['train']['steps']} steps in {res['train_seconds']:.1f} s; denoised "
          f"{len(res['photos'])} photo(s), {res['megapixels']:.2f} MP in {res['denoise_seconds']:.1f} s")
 
@@ -360,12 +365,16 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
                                            "--no-keep-tone writes the network's output as it is."),
             force: bool = typer.Option(False, help="Overwrite existing outputs."),
             precision: str = typer.Option("fp32", help=PRECISION_HELP),
-            device: str = typer.Option("auto", help="auto, cpu or cuda.")):
+            device: str = typer.Option("auto", help="auto, cpu or cuda."),
+            engine: str = typer.Option("auto", help="auto (on a CPU in fp32 with onnxruntime installed: ONNX "
+                                       "Runtime for passes of 4 MP and more, about 1.5× faster there; else PyTorch), "
+                                       "torch or onnxruntime.")):
     """Denoise files with a trained checkpoint; outputs keep the inputs' names and sizes. Prints seconds per
     megapixel (MP = 2^20 pixels, as the SIDD kit's TimeMPRaw)."""
     from .denoiser import Denoiser
     from .metrics import MEGAPIXEL
-    d = Denoiser.load(checkpoint, which=which, device=device, precision=precision, tile=_tile_option(tile))
+    d = Denoiser.load(checkpoint, which=which, device=device, precision=precision, tile=_tile_option(tile),
+                      engine=engine)
     _out(f"checkpoint: {d.meta['chosen']}")
     for p in inputs:
         if not p.is_file():
@@ -379,6 +388,31 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
         _out(f"{p} -> {', '.join(str(w) for w in written)}")
     dt = time.perf_counter() - t0
     _out(f"denoised {len(inputs)} file(s), {mp:.2f} MP in {dt:.2f} s ({dt / max(mp, 1e-9):.3f} s/MP)")
+
+
+# --------------------------------------------------------------------------------------------- export
+
+@app.command("export")
+@handles_errors
+def export_cmd(run: Path = typer.Argument(..., help="Run folder or checkpoint."),
+               out: Path = typer.Option(..., help="model.onnx, or ID.dtmodel (a darktable package; its name is the "
+                                        "model's id in darktable)."),
+               format: Optional[str] = typer.Option(None, "--format", help="onnx or dtmodel (default: from --out)."),
+               which: str = typer.Option("best", help=WHICH_HELP),
+               force: bool = typer.Option(False, help="Overwrite --out if it exists.")):
+    """Write a trained model as ONNX (any runtime) or as a darktable 5.6 package (neural restore: raw denoise for
+    raw checkpoints, denoise for sRGB; import it in darktable's preferences → AI → import from file)."""
+    from .export import check_available, check_format, check_model_id
+    from .io.atomic import check_writable
+    fmt = check_format(format, out)  # every mistake in the options is caught before the model is loaded
+    if fmt == "dtmodel":
+        check_model_id(out.stem)
+    check_writable(out, force)
+    check_available()
+    from .denoiser import Denoiser
+    d = Denoiser.load(run, which=which, device="cpu")
+    _out(f"checkpoint: {d.meta['chosen']}")
+    _out(f"wrote {d.export(out, fmt, force=force).describe()}")
 
 
 # --------------------------------------------------------------------------------------------- submit-sidd

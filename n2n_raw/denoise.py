@@ -102,14 +102,15 @@ OUTPUTS = {"rgb": (".png",), "rgb-npy": (".npy",), "camera-raw": (".dng", ".png"
 def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | None = None, *,
                   tile: int | None = None, device="cpu", precision: str = "fp32",
                   log: Callable[[str], None] | None = None, name: str = "input",
-                  profile: NoiseProfile | None = None) -> np.ndarray:
+                  profile: NoiseProfile | None = None, engine: str = "torch") -> np.ndarray:
     """Denoise one array with a checkpoint's model; returns float32 of the input's shape (unclamped).
 
     sRGB checkpoints: ``x`` (H, W, 3) float in [0, 1]. Raw checkpoints: ``x`` (H, W) Bayer mosaic, H and W
     even, black 0 and white 1 (values below 0 allowed); ``cfa`` is its pattern (needed by ``rggb`` checkpoints,
     which unify every CFA to RGGB). ``tile``: None tiles only when one pass would not fit in memory.
     A :class:`~n2n_raw.pretrained.GatUNet` is given this mosaic's noise profile first: ``profile`` (e.g. the
-    DNG's tag), else the blind estimate from ``x`` itself.
+    DNG's tag), else the blind estimate from ``x`` itself. ``engine``: ``torch``, ``onnxruntime`` or ``auto``
+    (see :func:`n2n_raw.infer.forward_padded`).
     """
     x = np.asarray(x)
     if meta.get("mode") == "srgb":
@@ -117,7 +118,7 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
             raise InputError(f"{name}: shape {x.shape}; an sRGB checkpoint takes (H, W, 3)")
         t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))
         return infer.denoise_tiled(model, t, tile, OVERLAP, device, precision,
-                                   log=_plan_logger(log, 1)).permute(1, 2, 0).numpy()
+                                   log=_plan_logger(log, 1), engine=engine).permute(1, 2, 0).numpy()
     if x.ndim != 2:
         raise InputError(f"{name}: shape {x.shape}; a raw checkpoint takes an (H, W) Bayer mosaic")
     if x.shape[0] % 2 or x.shape[1] % 2:
@@ -133,15 +134,17 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
             log(f"{name}: noise profile ({p.source}) a {' '.join(f'{v:.3g}' for v in a)}, "
                 f"b {' '.join(f'{v:.3g}' for v in b)}")
     return infer.denoise_mosaic(model, x.astype(np.float32, copy=False), cfa, mode, tile, 2 * OVERLAP, device,
-                                precision, log=_plan_logger(log, 2))
+                                precision, log=_plan_logger(log, 2), engine=engine)
 
 
 def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, *, tile: int | None = None,
                  cfa: str | None = None, force: bool = False, device="cpu", precision: str = "fp32",
-                 log: Callable[[str], None] | None = None, keep_tone: bool = True) -> tuple[list[Path], int]:
+                 log: Callable[[str], None] | None = None, keep_tone: bool = True,
+                 engine: str = "torch") -> tuple[list[Path], int]:
     """Denoise one file into ``out_dir``; returns (written paths, pixel count).
 
     ``keep_tone``: a camera raw's DNG takes its low frequencies from the source (:func:`restore_tone`).
+    ``engine``: ``torch``, ``onnxruntime`` or ``auto`` (see :func:`n2n_raw.infer.forward_padded`).
 
     ``tile``: None tiles only when one pass would not fit in memory (:func:`n2n_raw.infer.plan_tiles`), an
     int forces windows of at most that many input pixels. ``log`` receives the tiling plan as one line.
@@ -151,7 +154,8 @@ def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, 
     inp = read_input(path, meta.get("mode"), cfa)
     targets = [check_writable(out_dir / f"{path.stem}{suffix}", force) for suffix in OUTPUTS[inp.kind]]
     y = denoise_array(model, meta, inp.array, inp.cfa, tile=tile, device=device, precision=precision, log=log,
-                      name=str(path), profile=profile_from_dng(path) if inp.kind == "camera-raw" else None)
+                      name=str(path), profile=profile_from_dng(path) if inp.kind == "camera-raw" else None,
+                      engine=engine)
     pixels = inp.array.shape[0] * inp.array.shape[1]
     if inp.kind == "rgb":
         from .io.images import write_png

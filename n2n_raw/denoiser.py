@@ -28,21 +28,25 @@ class Denoiser:
         model: the U-Net, in eval mode on ``device``.
         meta: the checkpoint's metadata (``mode``, ``cfa_mode``, ``step``, ``metrics``, ``chosen``, ...).
         device: where it runs. precision: "fp32" or "bf16". tile: None (plan from memory) or a forced size.
+        engine: "torch", "onnxruntime", or "auto" (ONNX Runtime for large passes on a CPU in fp32 when it is
+            installed, else PyTorch: :func:`n2n_raw.export.resolve_engine`).
     """
 
     def __init__(self, model: torch.nn.Module, meta: dict, device: str | torch.device = "auto",
-                 precision: str = "fp32", tile: int | None = None):
+                 precision: str = "fp32", tile: int | None = None, engine: str = "auto"):
         from .accel import inference_precision, pick_device, place_model
+        from .export import resolve_engine
         self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
         self.model = place_model(model, self.device).eval()
         self.meta = meta
         self.precision = inference_precision(precision)
         self.tile = tile
+        self.engine = resolve_engine(engine, self.device, self.precision)
 
     @classmethod
     def load(cls, run_or_checkpoint: str | os.PathLike, which: str = "best", **kw) -> "Denoiser":
         """Load a run folder (``which``: "best" by validation PSNR, the newest if never validated, or "last")
-        or a checkpoint file. ``kw``: ``device``, ``precision``, ``tile`` (see the class)."""
+        or a checkpoint file. ``kw``: ``device``, ``precision``, ``tile``, ``engine`` (see the class)."""
         from .checkpoint import load_model
         model, meta = load_model(run_or_checkpoint, which=which)
         return cls(model, meta, **kw)
@@ -81,7 +85,14 @@ class Denoiser:
             from .bayer import check_cfa
             cfa = check_cfa(cfa)
         return denoise_array(self.model, self.meta, x, cfa, tile=self.tile, device=self.device,
-                             precision=self.precision, log=log, name=name)
+                             precision=self.precision, log=log, name=name, engine=self.engine)
+
+    def export(self, path: str | os.PathLike, format: str | None = None, force: bool = False):
+        """Write the model as ONNX (``format="onnx"``) or a darktable package (``"dtmodel"``: ``<id>.dtmodel``,
+        task ``rawdenoise`` for raw, ``denoise`` for sRGB); None takes the format from ``path``'s suffix.
+        Returns :class:`n2n_raw.export.ExportResult`. See :mod:`n2n_raw.export`."""
+        from .export import export
+        return export(self.model, self.meta, path, format, force=force)
 
     def denoise_file(self, path: str | os.PathLike, out_dir: str | os.PathLike, cfa: str | None = None,
                      force: bool = False, log: Callable[[str], None] | None = None,
@@ -90,4 +101,5 @@ class Denoiser:
         ``keep_tone``: camera raws keep their source's low frequencies (:func:`n2n_raw.denoise.restore_tone`)."""
         from .denoise import denoise_file
         return denoise_file(self.model, self.meta, Path(path), Path(out_dir), tile=self.tile, cfa=cfa, force=force,
-                            device=self.device, precision=self.precision, log=log, keep_tone=keep_tone)
+                            device=self.device, precision=self.precision, log=log, keep_tone=keep_tone,
+                            engine=self.engine)

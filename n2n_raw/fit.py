@@ -90,7 +90,7 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
         steps: int | None = None, lr: float | None = None, batch_size: int | None = None,
         patch_size: int | None = None, seed: int = 0, force: bool = False, device: str = "auto",
         precision: str = "auto", log: Callable[[str], None] = print,
-        progress: Callable[[int, int], None] | None = None) -> dict:
+        progress: Callable[[int, int], None] | None = None, export: str | None = None) -> dict:
     """Train on ``photos`` (camera raw files or folders of them), then denoise each of them.
 
     Args:
@@ -102,9 +102,11 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
             is refused for photos smaller than 130 pixels). No validation: the method is self-supervised.
         log: receives training's log lines (settings, progress, notes).
         progress: called as ``progress(done, total)`` after each photo is denoised (``.close()`` called if any).
+        export: "dtmodel" or "onnx": also write the model as ``run_dir/<id>.dtmodel`` (a darktable package,
+            id :func:`n2n_raw.export.default_model_id`) or ``run_dir/<id>.onnx`` (:mod:`n2n_raw.export`).
     Returns:
         ``{"photos": [paths], "outputs": [[dng, png] per photo], "train": train summary,
-        "train_seconds": s, "denoise_seconds": s, "megapixels": MP denoised}``.
+        "train_seconds": s, "denoise_seconds": s, "megapixels": MP denoised, "export": ExportResult or None}``.
     Raises:
         InputError: bad photos (missing, unreadable, not a Bayer raw, too small), an option out of range, a
             non-empty ``run_dir`` or an existing output without ``force``. Raised before anything is written.
@@ -125,6 +127,12 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     for f in files:  # no folder made yet: train() would find the run folder not empty
         for suffix in OUTPUTS["camera-raw"]:
             check_writable(out_dir / f"{f.stem}{suffix}", force, make_folder=False)
+    package = None
+    if export is not None:  # format, file name and the onnx package, before training
+        from .export import SUFFIXES, check_available, check_format, default_model_id
+        fmt = check_format(export)
+        package = check_writable(run_dir / f"{default_model_id(run_dir)}{SUFFIXES[fmt]}", force, make_folder=False)
+        check_available()
     cfg = fit_config(files, steps=steps, lr=lr, batch_size=batch_size, patch_size=patch_size, seed=seed,
                      device=device, precision=precision)
     dev = pick_device(device)  # refuses an unavailable device before the run folder is made
@@ -144,5 +152,7 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
             progress(len(outputs), len(files))
     if hasattr(progress, "close"):
         progress.close()
+    t_denoise = time.perf_counter() - t1
+    exported = d.export(package, force=force) if package is not None else None
     return {"photos": files, "outputs": outputs, "train": summary, "train_seconds": round(t_train, 2),
-            "denoise_seconds": round(time.perf_counter() - t1, 2), "megapixels": pixels / MEGAPIXEL}
+            "denoise_seconds": round(t_denoise, 2), "megapixels": pixels / MEGAPIXEL, "export": exported}

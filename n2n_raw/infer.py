@@ -37,13 +37,23 @@ def pad_reflect(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def forward_padded(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+def forward_padded(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32",
+                   engine: str = "torch") -> torch.Tensor:
     """Model output for (N, C, H, W) of any size; fp32 result of the input's size.
 
     ``precision``: fp32 (default; ``auto`` too) or bf16 autocast, see :func:`n2n_raw.accel.inference_precision`.
+    ``engine``: ``torch``, ``onnxruntime`` (CPU, fp32: :func:`n2n_raw.export.ort_forward`), or ``auto``
+    (:func:`n2n_raw.export.pass_engine` picks by size).
     """
     h, w = x.shape[-2:]
     xp = pad_reflect(x, math.ceil(h / MULT) * MULT, math.ceil(w / MULT) * MULT)
+    if engine != "torch":
+        from .export import ort_forward, pass_engine
+        if pass_engine(engine, xp) == "onnxruntime":
+            return ort_forward(model, xp)[..., :h, :w]
+    # The input in the weights' layout (channels-last, :func:`n2n_raw.accel.place_model`): an NCHW input costs
+    # layout conversions in the forward pass (benchmarks/denoise_speed.py --cli; numbers in RESULTS).
+    xp = xp.contiguous(memory_format=torch.channels_last)
     with autocast(x.device, inference_precision(precision)):
         out = model(xp)
     return out[..., :h, :w].float()
@@ -205,15 +215,15 @@ def plan_tiles(model: torch.nn.Module, shape: tuple[int, int, int], device: torc
 @torch.no_grad()
 def denoise_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int | None = None, overlap: int = OVERLAP,
                   device: torch.device | str = "cpu", precision: str = "fp32", *, budget: int | None = None,
-                  log: Callable[[TilePlan], None] | None = None) -> torch.Tensor:
+                  log: Callable[[TilePlan], None] | None = None, engine: str = "torch") -> torch.Tensor:
     """Denoise one image (C, H, W) of any size, in overlapping windows only when :func:`plan_tiles` says so.
 
     ``tile=None`` (auto) tiles only when one pass would not fit in the memory at hand (``budget`` bytes
     overrides it); an int forces windows of at most ``tile`` pixels. Each window is a core plus ``overlap``
     pixels of context on every side (clipped at the image border); cores tile the image on the 32-grid of
     the whole image, so pooling cells line up with an untiled pass and only the context beyond ``overlap`` is
-    lost (none at the default, see :data:`OVERLAP`). ``log`` receives the plan.
-    Returns (C, H, W) float32 on the CPU.
+    lost (none at the default, see :data:`OVERLAP`). ``log`` receives the plan. ``engine``: see
+    :func:`forward_padded`. Returns (C, H, W) float32 on the CPU.
     """
     device = torch.device(device)
     c, h, w = x.shape
@@ -221,14 +231,14 @@ def denoise_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int | None = No
     if log is not None:
         log(plan)
     if not plan.tiled:
-        return forward_padded(model, x[None].to(device), precision)[0].cpu()
+        return forward_padded(model, x[None].to(device), precision, engine)[0].cpu()
     out = None
     for y0 in range(0, h, plan.core_h):
         for x0 in range(0, w, plan.core_w):
             y1, x1 = min(y0 + plan.core_h, h), min(x0 + plan.core_w, w)
             wy0, wx0 = max(0, y0 - plan.overlap), max(0, x0 - plan.overlap)
             wy1, wx1 = min(h, y1 + plan.overlap), min(w, x1 + plan.overlap)
-            win = forward_padded(model, x[None, :, wy0:wy1, wx0:wx1].to(device), precision)[0].cpu()
+            win = forward_padded(model, x[None, :, wy0:wy1, wx0:wx1].to(device), precision, engine)[0].cpu()
             if out is None:  # the model's output channels
                 out = torch.empty((win.shape[0], h, w), dtype=torch.float32)
             out[:, y0:y1, x0:x1] = win[:, y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
@@ -237,7 +247,7 @@ def denoise_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int | None = No
 
 def denoise_mosaic(model: torch.nn.Module, mosaic: np.ndarray, cfa: str, cfa_mode: str, tile: int | None = None,
                    overlap: int = 2 * OVERLAP, device="cpu", precision: str = "fp32", *, budget: int | None = None,
-                   log: Callable[[TilePlan], None] | None = None) -> np.ndarray:
+                   log: Callable[[TilePlan], None] | None = None, engine: str = "torch") -> np.ndarray:
     """Denoise a Bayer mosaic (H, W) float32 in [0, 1] with a raw model; returns (H, W) float32.
 
     ``tile`` (None: auto, see :func:`plan_tiles`) and ``overlap`` are in mosaic pixels; tiling runs on the
@@ -246,7 +256,7 @@ def denoise_mosaic(model: torch.nn.Module, mosaic: np.ndarray, cfa: str, cfa_mod
     """
     packed, meta = bayer.to_packed(torch.from_numpy(np.ascontiguousarray(mosaic, dtype=np.float32)), cfa, cfa_mode)
     out = denoise_tiled(model, packed, None if tile is None else tile // 2, overlap // 2, device, precision,
-                        budget=budget, log=log)
+                        budget=budget, log=log, engine=engine)
     return bayer.from_packed(out, cfa, cfa_mode, meta).numpy()
 
 

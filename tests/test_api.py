@@ -51,9 +51,12 @@ def test_denoise_array_equals_the_pieces(raw_run):
     model, meta = load_model(raw_run, which="best")
     model = place_model(model, "cpu")  # channels-last, as every inference path places it (float sums differ)
     m = np.random.default_rng(3).random((70, 94), dtype=np.float32)
-    d = Denoiser.load(raw_run, device="cpu")
+    d = Denoiser.load(raw_run, device="cpu", engine="torch")
     expected = denoise_mosaic(model, m, "GBRG", meta["cfa_mode"], device="cpu", precision="fp32")
     np.testing.assert_array_equal(d.denoise(m, cfa="gbrg"), expected)
+    if Denoiser.load(raw_run, device="cpu").engine == "auto":  # ONNX Runtime installed: it agrees
+        ort = Denoiser.load(raw_run, device="cpu", engine="onnxruntime")
+        np.testing.assert_allclose(ort.denoise(m, cfa="gbrg"), expected, rtol=0, atol=1e-5)
 
 
 def test_denoise_file_matches_the_cli(raw_run, tmp_path):
