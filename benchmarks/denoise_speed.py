@@ -15,6 +15,18 @@ estimated peak is printed beside it.
 
     python benchmarks/denoise_speed.py                                  # CPU, 12 MP and 24 MP
     python benchmarks/denoise_speed.py --device cuda --sizes 4000x3000,6000x4000,8000x6000
+
+``--cli`` times instead, for the first size, what a user waits for against the floor, each case in a fresh
+process of its own (as the command is; none holds another's memory), the cases in turn ``--repeats`` times:
+``n2n-raw denoise`` of a ``.npy`` RGGB mosaic (interpreter start, imports, checkpoint, reading, packing, the
+pass, writing: the whole command; with its default engine, and with ``--engine torch``), one bare forward
+pass of the same architecture and weights in channels-last layout (input packed, padded and in memory; after
+a small warm-up pass), the same with an NCHW input (what the command passed before), and ONNX Runtime's CPU
+inference of the same graph (exported as ``n2n-raw export`` does), with its largest difference from PyTorch.
+Targets: the command ≤ 1.15× the bare channels-last forward; ONNX Runtime is worth offering as the CPU engine
+only if ≥ 1.1× faster than PyTorch and within 1e-4 of it.
+
+    python benchmarks/denoise_speed.py --cli --sizes 4000x3000 --repeats 2
 """
 from __future__ import annotations
 
@@ -94,8 +106,16 @@ def main() -> None:
     ap.add_argument("--skip-forced", action="store_true")
     ap.add_argument("--repeats", type=int, default=1, help="run the cases in turn this many times; the table "
                     "gives the median time (a shared machine drifts) and the range")
+    ap.add_argument("--cli", action="store_true", help="the CLI's whole denoise against a bare channels-last "
+                    "forward, and ONNX Runtime against PyTorch (see above)")
+    ap.add_argument("--bare", choices=("channels-last", "nchw", "onnxruntime"), help=argparse.SUPPRESS)
+    ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
     device = torch.device(args.device)
+    if args.bare:
+        return bare_case(args)
+    if args.cli:
+        return cli_case(args, device)
     torch.manual_seed(0)
     model = place_model(UNet(4, 4).eval(), device)
     print(f"commit {git_rev(ROOT)}; device {device_name(device)}; torch {torch.__version__}; fp32; raw U-Net "
@@ -140,6 +160,97 @@ def main() -> None:
     if device.type == "cpu":
         print(f"ru_maxrss of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
+
+def _packed_input(mosaic: np.ndarray) -> torch.Tensor:
+    """The U-Net's input for a mosaic: packed (RGGB), padded to the 32-grid as n2n_raw.infer pads it."""
+    packed, _ = bayer.to_packed(torch.from_numpy(mosaic), "RGGB", "rggb")
+    ph, pw = packed.shape[-2:]
+    return infer.pad_reflect(packed[None], -(-ph // 32) * 32, -(-pw // 32) * 32)
+
+
+def bare_case(args) -> None:
+    """``--bare CASE --work DIR`` (run by ``--cli`` as a child process): one forward pass of the work folder's
+    mosaic, after a small warm-up pass; prints the seconds and saves the output beside the mosaic."""
+    from n2n_raw.checkpoint import load_model
+    from n2n_raw.export import _cpu_copy, write_onnx
+    work = Path(args.work)
+    base, _ = load_model(work / "run")
+    x = _packed_input(np.load(work / "mosaic.npy"))
+    if args.bare == "onnxruntime":
+        import onnxruntime as ort
+        write_onnx(_cpu_copy(base), 4, work / "model.onnx")
+        sess = ort.InferenceSession(str(work / "model.onnx"), providers=["CPUExecutionProvider"])
+        run = lambda t: sess.run(None, {"input": t.numpy()})[0]  # noqa: E731
+    else:
+        model = place_model(base, torch.device("cpu"))
+        layout = torch.channels_last if args.bare == "channels-last" else torch.contiguous_format
+
+        def run(t):
+            with torch.no_grad():
+                return model(t.contiguous(memory_format=layout)).numpy()
+    run(x[..., :64, :64].contiguous())  # warm-up: kernels chosen, threads started
+    x = x.contiguous(memory_format=torch.channels_last) if args.bare == "channels-last" else x.contiguous()
+    t0 = time.perf_counter()
+    y = run(x)
+    print(f"seconds {time.perf_counter() - t0:.3f}")
+    np.save(work / f"out-{args.bare}.npy", np.ascontiguousarray(y))
+
+
+def cli_case(args, device: torch.device) -> None:
+    """``--cli``: the command's whole run against the floor (see the module docstring). Every case runs in a
+    child process of its own (a fresh process, as the command is, and none holds another's memory)."""
+    import subprocess
+    import tempfile
+
+    import onnxruntime as ort
+    from n2n_raw.checkpoint import save_checkpoint
+    w, h = (int(v) for v in args.sizes.split(",")[0].lower().split("x"))
+    work = Path(tempfile.mkdtemp(prefix="denoise_speed_"))
+    torch.manual_seed(0)  # timing does not depend on the weights: a random-init raw run stands for a trained one
+    save_checkpoint(work / "run", 1, UNet(4, 4), None, {"mode": "raw", "target": "n2n", "cfa_mode": "rggb",
+                                                        "config": {}, "metrics": {}})
+    mosaic = np.random.default_rng(0).random((h, w), dtype=np.float32) * 0.5 + 0.1
+    np.save(work / "mosaic.npy", mosaic)
+    shape = tuple(_packed_input(mosaic).shape)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    command = [sys.executable, "-m", "n2n_raw.cli", "denoise", "--checkpoint", str(work / "run"),
+               str(work / "mosaic.npy"), "--cfa", "RGGB", "--out", str(work / "out"), "--force", "--device", "cpu"]
+    print(f"commit {git_rev(ROOT)}; {device_name(torch.device('cpu'))}; torch {torch.__version__}; onnxruntime "
+          f"{ort.__version__}; fp32; {w}×{h} RGGB mosaic ({w * h / MEGAPIXEL:.1f} MP), packed and padded {shape}; "
+          f"random-init raw U-Net; every case a fresh process")
+
+    def child(cmd) -> tuple[float, str]:
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=work)
+        if r.returncode:
+            raise SystemExit(r.stderr)
+        return time.perf_counter() - t0, r.stdout
+
+    def bare(case):
+        _, out = child([sys.executable, str(Path(__file__).resolve()), "--bare", case, "--work", str(work)])
+        return float(out.split("seconds")[-1])
+
+    cases = [("cli (whole command)", lambda: child(command)[0]),
+             ("cli --engine torch", lambda: child(command + ["--engine", "torch"])[0]),
+             ("bare forward, channels-last", lambda: bare("channels-last")),
+             ("bare forward, NCHW", lambda: bare("nchw")),
+             ("bare forward, onnxruntime", lambda: bare("onnxruntime"))]
+    times: dict[str, list[float]] = {name: [] for name, _ in cases}
+    for r in range(args.repeats):
+        for name, fn in cases:
+            times[name].append(fn())
+            print(f"  run {r + 1} {name:<28} {times[name][-1]:7.1f} s", flush=True)
+    floor_name = "bare forward, channels-last"
+    ratios = {name: [t / f for t, f in zip(times[name], times[floor_name])] for name, _ in cases}
+    print(f"{'case':<28} {'s (median)':>10} {'× bare CL':>9}  {'range':>13}  × bare CL per round")
+    for name, _ in cases:
+        t = times[name]
+        print(f"{name:<28} {np.median(t):10.1f} {np.median(ratios[name]):9.2f}  {min(t):5.1f}-{max(t):5.1f} s  "
+              + ", ".join(f"{v:.2f}" for v in ratios[name]))
+    diff = float(np.abs(np.load(work / "out-onnxruntime.npy") - np.load(work / "out-channels-last.npy")).max())
+    speed = np.median([a / b for a, b in zip(times[floor_name], times["bare forward, onnxruntime"])])
+    print(f"onnxruntime vs PyTorch (channels-last), bare forward: {speed:.2f}× faster (median of rounds), "
+          f"max |Δ| {diff:.2e}")
 
 if __name__ == "__main__":
     main()
