@@ -153,6 +153,8 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     if hasattr(progress, "close"):
         progress.close()
     t_denoise = time.perf_counter() - t1
-    exported = d.export(package, force=force) if package is not None else None
+    # the checkpoint as saved: denoising gave the model each photo's noise profile (a GatUNet holds one)
+    exported = (Denoiser.load(run_dir, which="last", device="cpu").export(package, force=force)
+                if package is not None else None)
     return {"photos": files, "outputs": outputs, "train": summary, "train_seconds": round(t_train, 2),
             "denoise_seconds": round(t_denoise, 2), "megapixels": pixels / MEGAPIXEL, "export": exported}

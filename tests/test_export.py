@@ -217,7 +217,9 @@ def test_ort_engine_follows_the_models_buffers():
 def test_engines_agree_and_auto_picks_by_size(fitted, tmp_path):
     from n2n_raw import Denoiser
     from n2n_raw.export import ORT_MIN_PIXELS, pass_engine
-    m = np.random.default_rng(7).random((250, 330), dtype=np.float32)
+    yy, xx = np.mgrid[0:250, 0:330]
+    m = (0.2 + 0.1 * np.sin(yy / 9.0) * np.cos(xx / 13.0)
+         + np.random.default_rng(7).normal(0, 0.01, yy.shape)).astype(np.float32)  # a scene with noise
     by = {e: Denoiser.load(fitted, which="last", device="cpu", engine=e) for e in ("torch", "onnxruntime", "auto")}
     assert by["auto"].engine == "auto"
     ref = by["torch"].denoise(m, cfa="GRBG")
@@ -332,13 +334,17 @@ def _raw_buffer(path: Path, window=(slice(None), slice(None))):
 
 
 def _n2n_denoise_dn(denoiser, adc, cfa, black, white) -> np.ndarray:
-    """``n2n-raw denoise`` of the mosaic (the network output, --no-keep-tone), in raw units as its DNG stores
-    them (clipped to [0, white], not rounded)."""
+    """``n2n-raw denoise`` of the mosaic (its network output, --no-keep-tone) in raw units as its DNG stores
+    them (clipped to [0, white], not rounded). The model keeps the buffers it was saved with: a model that
+    ``denoise`` gives each photo's noise profile (a GatUNet) is compared with the profile the package holds,
+    since darktable can give it no other."""
+    from n2n_raw import infer
     b = np.asarray(black, np.float64).reshape(2, 2)
     h, w = adc.shape
     tiles = lambda a: a.reshape(h // 2, 2, w // 2, 2)  # noqa: E731
-    y01 = denoiser.denoise(((tiles(adc) - b[None, :, None, :]) / (white - b)[None, :, None, :]).reshape(h, w)
-                           .astype(np.float32), cfa=cfa)
+    x01 = ((tiles(adc) - b[None, :, None, :]) / (white - b)[None, :, None, :]).reshape(h, w).astype(np.float32)
+    y01 = infer.denoise_mosaic(denoiser.model, x01, cfa, denoiser.meta.get("cfa_mode", "rggb"), device="cpu",
+                               engine=denoiser.engine)
     dn = tiles(y01.astype(np.float64)) * (white - b)[None, :, None, :] + b[None, :, None, :]
     return np.clip(dn.reshape(h, w), 0, white)
 
@@ -427,6 +433,8 @@ def test_emulation_reproduces_the_cli_dng(fitted, bayer_session, tmp_path, recor
     its 14-bit values, black and white as they are), read back, against the emulated darktable output."""
     from n2n_raw.io import scratch_dng
     from n2n_raw.io.camera_raw import read_raw
+    if hasattr(Denoiser_of(fitted).model, "set_profile"):
+        pytest.skip("n2n-raw denoise gives this model each photo's noise profile; the package holds the saved one")
     adc, cfa, black, white = _raw_buffer(CANON, (slice(300, 812), slice(500, 1268)))
     src = scratch_dng.write_dng(tmp_path / "cut.dng", np.rint(adc).astype(np.uint16), cfa, 16,
                                 black_level=[int(v) for v in black], white_level=int(white))
