@@ -21,18 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import VALIDATION, device_name, git_rev  # noqa: E402
-from n2n_raw.checkpoint import save_checkpoint  # noqa: E402
+from n2n_raw.checkpoint import load_model, save_checkpoint  # noqa: E402
 from n2n_raw.io.images import read_rgb  # noqa: E402
 from n2n_raw.pretrained import GatUNet  # noqa: E402
 from n2n_raw.sidd_synth import srgb_to_linear  # noqa: E402
@@ -62,8 +64,11 @@ def content(seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return train, val
 
 
-def draw_batch(rng: np.random.Generator, images: list[np.ndarray], batch: int, patch: int):
-    """(clean, noisy, a, b): clean/noisy float32 (batch, 4, patch, patch) packed RGGB; a, b (batch, 4)."""
+def draw_batch(rng: np.random.Generator, images: list[np.ndarray], batch: int, patch: int, blur_prob: float = 0.0):
+    """(clean, noisy, a, b): clean/noisy float32 (batch, 4, patch, patch) packed RGGB; a, b (batch, 4).
+
+    ``blur_prob``: the share of crops blurred first (Gaussian, σ log-uniform in 0.5–4 pixels): soft optics and
+    smooth scenes, where a denoiser may average over wide areas, are rare in the sRGB photographs."""
     clean = np.empty((batch, 4, patch, patch), np.float32)
     a = np.empty((batch, 4), np.float32)
     b = np.empty((batch, 4), np.float32)
@@ -81,6 +86,8 @@ def draw_batch(rng: np.random.Generator, images: list[np.ndarray], batch: int, p
             c = c[::-1]
         if rng.random() < 0.5:
             c = c.transpose(1, 0, 2)
+        if rng.random() < blur_prob:
+            c = gaussian_filter(c, (*[math.exp(rng.uniform(math.log(0.5), math.log(4.0)))] * 2, 0), mode="reflect")
         gains = np.array([rng.uniform(0.3, 1.0), 1.0, rng.uniform(0.3, 1.0)], np.float32)
         c = c * gains * np.float32(math.exp(rng.uniform(math.log(1 / 200), 0.0)))
         clean[k] = (c[0::2, 0::2, 0], c[0::2, 1::2, 1], c[1::2, 0::2, 1], c[1::2, 1::2, 2])
@@ -122,6 +129,28 @@ def validate(model: GatUNet, images: list[np.ndarray], levels=((1e-3, 1e-5), (1e
     return out
 
 
+def ship(ckpt: Path) -> None:
+    """Copy a checkpoint to the package's ``weights/`` with the settings of every stage that made it (following
+    ``--init`` back), folders reduced to their names: what a user reads with ``n2n-raw info``."""
+    from n2n_raw.checkpoint import resolve
+    from n2n_raw.pretrained import WEIGHTS
+    src = resolve(ckpt, "last")
+    meta = json.loads(src.read_text())
+    stages, at = [], meta
+    while True:
+        args = dict(at["pretrain"])
+        stages.insert(0, {**args, "out": Path(args["out"]).name, "init": args.get("init") and Path(args["init"]).name,
+                          "val_psnr_levels": at["metrics"]["val_psnr_levels"], "step": at["step"]})
+        if not args.get("init"):
+            break
+        at = json.loads(resolve(args["init"], "last").read_text())
+    meta["pretrain"] = {"script": "benchmarks/pretrain_raw.py", "stages": stages}
+    WEIGHTS.parent.mkdir(exist_ok=True)
+    shutil.copyfile(src.with_suffix(".safetensors"), WEIGHTS.with_suffix(".safetensors"))
+    WEIGHTS.write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"shipped {src} as {WEIGHTS}: {len(stages)} stage(s), {sum(st['steps'] for st in stages)} steps")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=12000)
@@ -132,7 +161,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/pretrain"))
     ap.add_argument("--val-every", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--blur-prob", type=float, default=0.0, help="share of crops blurred first (see draw_batch)")
+    ap.add_argument("--init", type=Path, default=None, help="continue from this checkpoint's weights (a new "
+                    "cosine cycle from --lr; the optimiser starts afresh)")
+    ap.add_argument("--ship", type=Path, default=None, help="only copy this run's (or checkpoint's) last "
+                    "checkpoint into n2n_raw/weights, see ship()")
     args = ap.parse_args()
+    if args.ship is not None:
+        return ship(args.ship)
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,6 +176,8 @@ def main() -> None:
     images, held = content(args.seed)
     print(f"{len(images)} training images, {len(held)} held out", flush=True)
     model = GatUNet(UNet(4, 4, residual=True))
+    if args.init is not None:
+        model.load_state_dict(load_model(args.init, which="last")[0].state_dict())
     opt = torch.optim.Adam(model.net.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +187,8 @@ def main() -> None:
         lr = 1e-5 + 0.5 * (args.lr - 1e-5) * (1 + math.cos(math.pi * step / args.steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        clean, noisy, a, b = (torch.from_numpy(t) for t in draw_batch(rng, images, args.batch, args.patch))
+        clean, noisy, a, b = (torch.from_numpy(t) for t in draw_batch(rng, images, args.batch, args.patch,
+                                                                      args.blur_prob))
         model.train()
         loss = loss_fn(model, clean, noisy, a, b)
         opt.zero_grad(set_to_none=True)
@@ -171,7 +210,8 @@ def main() -> None:
             model.set_profile([1e-3] * 4, [1e-5] * 4)
             save_checkpoint(args.out, done, model, None,
                             {"mode": "raw", "target": "supervised", "cfa_mode": "rggb", "noise": "poisson-gaussian",
-                             "metrics": {"val_psnr_levels": val}, "pretrain": vars(args) | {"out": str(args.out)}})
+                             "metrics": {"val_psnr_levels": val},
+                             "pretrain": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}})
 
 
 if __name__ == "__main__":

@@ -214,6 +214,9 @@ def train(ctx: typer.Context, out: Path, resume: bool, force: bool, **options):
 
 # --------------------------------------------------------------------------------------------- fit
 
+ENSEMBLE_HELP = ("Raw: denoise each photo as the mean of 1, 2, 4 or 8 Bayer-preserving views (transpose, "
+                 "180° rotation, flips), at that many times the time.")
+
 @app.command()
 @handles_errors
 def fit(photos: List[Path] = typer.Argument(..., help="Camera raw files (DNG, NEF, CR2, ARW, ...: any Bayer raw "
@@ -230,6 +233,12 @@ def fit(photos: List[Path] = typer.Argument(..., help="Camera raw files (DNG, NE
                                                  f"(default {FIT_DEFAULTS['patch_size']}); at most the smallest "
                                                  "photo's side."),
         seed: int = train_option("seed"),
+        start_from: str = typer.Option(FIT_DEFAULTS["start_from"], help="pretrained: fine-tune the model shipped "
+                                       "with n2n-raw (trained on synthetic noise); scratch: a fresh U-Net (the "
+                                       "paper's method alone); or a raw run folder / checkpoint."),
+        target: str = typer.Option(FIT_DEFAULTS["target"], help="The self-supervised loss: n2n (Neighbor2Neighbor) "
+                                   "or r2r (Recorrupted-to-Recorrupted, with a pretrained start)."),
+        ensemble: int = typer.Option(FIT_DEFAULTS["ensemble"], help=ENSEMBLE_HELP),
         force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out and overwrite outputs."),
         precision: str = train_option("precision"),
         device: str = train_option("device"),
@@ -240,7 +249,9 @@ def fit(photos: List[Path] = typer.Argument(..., help="Camera raw files (DNG, NE
     into a DNG (the source's metadata kept) and a PNG preview."""
     from .fit import fit as run
     res = run(photos, out, denoised_dir=denoised, steps=steps, lr=lr, batch_size=batch_size, patch_size=patch_size,
-              seed=seed, force=force, device=device, precision=precision, log=lambda s: typer.echo(s, err=True),
+              seed=seed, force=force, device=device, precision=precision, start_from=start_from, target=target,
+              ensemble=ensemble,
+              log=lambda s: typer.echo(s, err=True),
               progress=_hook("denoise", "file"), export=export)
     for src, written in zip(res["photos"], res["outputs"]):
         _out(f"{src} -> {', '.join(str(w) for w in written)}")
@@ -352,7 +363,8 @@ def _tile_option(tile: str) -> Optional[int]:
 @handles_errors
 def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, camera raw files (DNG, NEF, CR2, "
                                               "ARW, ...: written back as DNG) or SIDD .MAT frames."),
-            checkpoint: Path = typer.Option(..., help="Checkpoint file or run folder."),
+            checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint file or run folder (default: the raw "
+                                                      "model shipped with n2n-raw, for camera raws and mosaics)."),
             which: str = typer.Option("best", help=WHICH_HELP),
             out: Path = typer.Option(..., help="Output folder."),
             tile: str = typer.Option("auto", help="auto: one pass per image unless it would not fit in the "
@@ -363,6 +375,7 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
             keep_tone: bool = typer.Option(True, help="Camera raws: take each CFA plane's low frequencies (Gaussian "
                                            "σ 3 plane pixels) from the source, so colour and tone stay the photo's; "
                                            "--no-keep-tone writes the network's output as it is."),
+            ensemble: int = typer.Option(1, help=ENSEMBLE_HELP),
             force: bool = typer.Option(False, help="Overwrite existing outputs."),
             precision: str = typer.Option("fp32", help=PRECISION_HELP),
             device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -373,8 +386,11 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
     megapixel (MP = 2^20 pixels, as the SIDD kit's TimeMPRaw)."""
     from .denoiser import Denoiser
     from .metrics import MEGAPIXEL
+    if checkpoint is None:
+        from .pretrained import WEIGHTS as checkpoint
+    from .denoise import check_ensemble
     d = Denoiser.load(checkpoint, which=which, device=device, precision=precision, tile=_tile_option(tile),
-                      engine=engine)
+                      engine=engine, ensemble=check_ensemble(ensemble))
     _out(f"checkpoint: {d.meta['chosen']}")
     for p in inputs:
         if not p.is_file():

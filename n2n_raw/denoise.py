@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import infer
+from . import bayer, infer
 from .errors import InputError
 from .io.atomic import atomic_path, check_writable
 from .noise_profile import NoiseProfile, estimate_profile, profile_from_dng
@@ -102,17 +102,19 @@ OUTPUTS = {"rgb": (".png",), "rgb-npy": (".npy",), "camera-raw": (".dng", ".png"
 def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | None = None, *,
                   tile: int | None = None, device="cpu", precision: str = "fp32",
                   log: Callable[[str], None] | None = None, name: str = "input",
-                  profile: NoiseProfile | None = None, engine: str = "torch") -> np.ndarray:
+                  profile: NoiseProfile | None = None, engine: str = "torch", ensemble: int = 1) -> np.ndarray:
     """Denoise one array with a checkpoint's model; returns float32 of the input's shape (unclamped).
 
     sRGB checkpoints: ``x`` (H, W, 3) float in [0, 1]. Raw checkpoints: ``x`` (H, W) Bayer mosaic, H and W
     even, black 0 and white 1 (values below 0 allowed); ``cfa`` is its pattern (needed by ``rggb`` checkpoints,
     which unify every CFA to RGGB). ``tile``: None tiles only when one pass would not fit in memory.
     A :class:`~n2n_raw.pretrained.GatUNet` is given this mosaic's noise profile first: ``profile`` (e.g. the
-    DNG's tag), else the blind estimate from ``x`` itself. ``engine``: ``torch``, ``onnxruntime`` or ``auto``
+    DNG's tag), else the blind estimate from ``x`` itself. ``ensemble`` (raw, ``rggb`` checkpoints): average
+    over that many Bayer-preserving views (:data:`ENSEMBLES`; that many times the time). ``engine``: ``torch``, ``onnxruntime`` or ``auto``
     (see :func:`n2n_raw.infer.forward_padded`).
     """
     x = np.asarray(x)
+    check_ensemble(ensemble)
     if meta.get("mode") == "srgb":
         if x.ndim != 3 or x.shape[2] != 3:
             raise InputError(f"{name}: shape {x.shape}; an sRGB checkpoint takes (H, W, 3)")
@@ -133,14 +135,38 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
             a, b = model.profile
             log(f"{name}: noise profile ({p.source}) a {' '.join(f'{v:.3g}' for v in a)}, "
                 f"b {' '.join(f'{v:.3g}' for v in b)}")
-    return infer.denoise_mosaic(model, x.astype(np.float32, copy=False), cfa, mode, tile, 2 * OVERLAP, device,
-                                precision, log=_plan_logger(log, 2), engine=engine)
+    views = ENSEMBLES[ensemble] if mode == "rggb" else ENSEMBLES[1]  # positional channels follow the CFA
+    out = None
+    for hflip, vflip, transpose in views:
+        m, c = bayer.augment(x.astype(np.float32, copy=False), cfa, hflip, vflip, transpose)
+        y = infer.denoise_mosaic(model, np.ascontiguousarray(m), c, mode, tile, 2 * OVERLAP, device, precision,
+                                 log=_plan_logger(log, 2) if out is None else None, engine=engine)
+        y = y[::-1] if vflip else y  # undone in the reverse order: flips, then the transpose
+        y = y[:, ::-1] if hflip else y
+        y = y.T if transpose else y
+        out = y.copy() if out is None else out + y
+    return out / np.float32(len(views))
+
+
+def check_ensemble(ensemble: int) -> int:
+    if ensemble not in ENSEMBLES:
+        raise InputError(f"--ensemble: must be one of {', '.join(map(str, ENSEMBLES))}, got {ensemble}")
+    return ensemble
+
+
+#: Bayer-preserving views of a mosaic for a self-ensemble, as (hflip, vflip, transpose): each view is brought to
+#: RGGB phase by the packing (a one-pixel shift, as for the CFAs that are not RGGB), denoised, brought back and
+#: averaged. 2: the transpose; 4: with the 180° rotation; 8: the eight symmetries of the square.
+ENSEMBLES = {1: ((False, False, False),),
+             2: ((False, False, False), (False, False, True)),
+             4: ((False, False, False), (False, False, True), (True, True, False), (True, True, True)),
+             8: tuple((h, v, t) for t in (False, True) for h in (False, True) for v in (False, True))}
 
 
 def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, *, tile: int | None = None,
                  cfa: str | None = None, force: bool = False, device="cpu", precision: str = "fp32",
                  log: Callable[[str], None] | None = None, keep_tone: bool = True,
-                 engine: str = "torch") -> tuple[list[Path], int]:
+                 engine: str = "torch", ensemble: int = 1) -> tuple[list[Path], int]:
     """Denoise one file into ``out_dir``; returns (written paths, pixel count).
 
     ``keep_tone``: a camera raw's DNG takes its low frequencies from the source (:func:`restore_tone`).
@@ -155,7 +181,7 @@ def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, 
     targets = [check_writable(out_dir / f"{path.stem}{suffix}", force) for suffix in OUTPUTS[inp.kind]]
     y = denoise_array(model, meta, inp.array, inp.cfa, tile=tile, device=device, precision=precision, log=log,
                       name=str(path), profile=profile_from_dng(path) if inp.kind == "camera-raw" else None,
-                      engine=engine)
+                      engine=engine, ensemble=ensemble)
     pixels = inp.array.shape[0] * inp.array.shape[1]
     if inp.kind == "rgb":
         from .io.images import write_png

@@ -30,10 +30,11 @@ class Denoiser:
         device: where it runs. precision: "fp32" or "bf16". tile: None (plan from memory) or a forced size.
         engine: "torch", "onnxruntime", or "auto" (ONNX Runtime for large passes on a CPU in fp32 when it is
             installed, else PyTorch: :func:`n2n_raw.export.resolve_engine`).
+        ensemble: raw: average over 1, 2, 4 or 8 Bayer-preserving views (:data:`n2n_raw.denoise.ENSEMBLES`).
     """
 
     def __init__(self, model: torch.nn.Module, meta: dict, device: str | torch.device = "auto",
-                 precision: str = "fp32", tile: int | None = None, engine: str = "auto"):
+                 precision: str = "fp32", tile: int | None = None, engine: str = "auto", ensemble: int = 1):
         from .accel import inference_precision, pick_device, place_model
         from .export import resolve_engine
         self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
@@ -42,11 +43,12 @@ class Denoiser:
         self.precision = inference_precision(precision)
         self.tile = tile
         self.engine = resolve_engine(engine, self.device, self.precision)
+        self.ensemble = ensemble
 
     @classmethod
     def load(cls, run_or_checkpoint: str | os.PathLike, which: str = "best", **kw) -> "Denoiser":
         """Load a run folder (``which``: "best" by validation PSNR, the newest if never validated, or "last")
-        or a checkpoint file. ``kw``: ``device``, ``precision``, ``tile``, ``engine`` (see the class)."""
+        or a checkpoint file. ``kw``: ``device``, ``precision``, ``tile``, ``engine``, ``ensemble`` (see the class)."""
         from .checkpoint import load_model
         model, meta = load_model(run_or_checkpoint, which=which)
         return cls(model, meta, **kw)
@@ -85,7 +87,8 @@ class Denoiser:
             from .bayer import check_cfa
             cfa = check_cfa(cfa)
         return denoise_array(self.model, self.meta, x, cfa, tile=self.tile, device=self.device,
-                             precision=self.precision, log=log, name=name, engine=self.engine)
+                             precision=self.precision, log=log, name=name, engine=self.engine,
+                             ensemble=self.ensemble)
 
     def export(self, path: str | os.PathLike, format: str | None = None, force: bool = False):
         """Write the model as ONNX (``format="onnx"``) or a darktable package (``"dtmodel"``: ``<id>.dtmodel``,
@@ -102,4 +105,4 @@ class Denoiser:
         from .denoise import denoise_file
         return denoise_file(self.model, self.meta, Path(path), Path(out_dir), tile=self.tile, cfa=cfa, force=force,
                             device=self.device, precision=self.precision, log=log, keep_tone=keep_tone,
-                            engine=self.engine)
+                            engine=self.engine, ensemble=self.ensemble)

@@ -20,7 +20,8 @@ from .errors import InputError
 #: Settings of a fit run. The training defaults are the paper's, made for 100 epochs over large data sets; a
 #: short run needs a larger LR: on a real low-light burst (benchmarks/burst_fit.py) lr 1e-3 beat 3e-4 by
 #: 0.9 dB at 300 steps of batch 4 and patch 128 (see the README and benchmarks/RESULTS.md).
-FIT_DEFAULTS = {"steps": 300, "lr": 1e-3, "batch_size": 4, "patch_size": 128}
+FIT_DEFAULTS = {"steps": 300, "lr": 1e-3, "batch_size": 4, "patch_size": 128, "start_from": "pretrained",
+                "target": "n2n", "ensemble": 1}
 MIN_PATCH = 128  # the smallest raw crop the U-Net takes (half-size sub-image of 4×32×32 after packing)
 
 
@@ -68,7 +69,8 @@ def _patch_for(shapes: list[tuple[int, int]], asked: int | None) -> int:
 
 def fit_config(files: Sequence[Path], *, steps: int | None = None, lr: float | None = None,
                batch_size: int | None = None, patch_size: int | None = None, seed: int = 0, device: str = "auto",
-               precision: str = "auto"):
+               precision: str = "auto", start_from: str | None = FIT_DEFAULTS["start_from"],
+               target: str = FIT_DEFAULTS["target"]):
     """The :class:`~n2n_raw.config.TrainConfig` of a fit run on ``files`` (read once here: every photo must be
     a readable Bayer raw; a one-line InputError names the first that is not). None takes :data:`FIT_DEFAULTS`."""
     from .config import TrainConfig
@@ -80,7 +82,8 @@ def fit_config(files: Sequence[Path], *, steps: int | None = None, lr: float | N
                       lr=lr if lr is not None else FIT_DEFAULTS["lr"],
                       batch_size=batch_size if batch_size is not None else FIT_DEFAULTS["batch_size"],
                       patch_size=_patch_for(shapes, patch_size), seed=seed, val_every=0, device=device,
-                      precision=precision, log_every=max(1, min(50, steps // 10)))
+                      precision=precision, log_every=max(1, min(50, steps // 10)),
+                      start_from=None if start_from in (None, "scratch") else start_from, target=target)
     cfg.resolved()  # option errors now, before anything is written
     return cfg
 
@@ -89,7 +92,9 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
         denoised_dir: str | os.PathLike | None = None,
         steps: int | None = None, lr: float | None = None, batch_size: int | None = None,
         patch_size: int | None = None, seed: int = 0, force: bool = False, device: str = "auto",
-        precision: str = "auto", log: Callable[[str], None] = print,
+        precision: str = "auto", start_from: str | None = FIT_DEFAULTS["start_from"],
+        target: str = FIT_DEFAULTS["target"], ensemble: int = FIT_DEFAULTS["ensemble"],
+        log: Callable[[str], None] = print,
         progress: Callable[[int, int], None] | None = None, export: str | None = None) -> dict:
     """Train on ``photos`` (camera raw files or folders of them), then denoise each of them.
 
@@ -100,6 +105,12 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
             go; default ``run_dir/denoised``. Existing outputs are refused unless ``force``.
         steps, lr, batch_size, patch_size: training settings; None takes :data:`FIT_DEFAULTS` (the patch
             is refused for photos smaller than 130 pixels). No validation: the method is self-supervised.
+        start_from: "pretrained" (the shipped model, fine-tuned on the photos), "scratch" or None (a fresh
+            U-Net, the paper's method alone), or a raw run folder / checkpoint.
+        target: the self-supervised loss: "n2n" (Neighbor2Neighbor) or "r2r" (Recorrupted-to-Recorrupted in
+            the pretrained model's variance-stabilised domain; see ``n2n-raw train --help``).
+        ensemble: denoise each photo as the mean of 1, 2, 4 or 8 Bayer-preserving views
+            (:data:`n2n_raw.denoise.ENSEMBLES`).
         log: receives training's log lines (settings, progress, notes).
         progress: called as ``progress(done, total)`` after each photo is denoised (``.close()`` called if any).
         export: "dtmodel" or "onnx": also write the model as ``run_dir/<id>.dtmodel`` (a darktable package,
@@ -112,7 +123,7 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
             non-empty ``run_dir`` or an existing output without ``force``. Raised before anything is written.
     """
     from .accel import pick_device
-    from .denoise import OUTPUTS
+    from .denoise import OUTPUTS, check_ensemble
     from .denoiser import Denoiser
     from .io.atomic import check_writable
     from .metrics import MEGAPIXEL
@@ -134,14 +145,16 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
         package = check_writable(run_dir / f"{default_model_id(run_dir)}{SUFFIXES[fmt]}", force, make_folder=False)
         check_available()
     cfg = fit_config(files, steps=steps, lr=lr, batch_size=batch_size, patch_size=patch_size, seed=seed,
-                     device=device, precision=precision)
+                     device=device, precision=precision, start_from=start_from, target=target)
     dev = pick_device(device)  # refuses an unavailable device before the run folder is made
+    check_ensemble(ensemble)
 
     t0 = time.perf_counter()
     summary = train(cfg, run_dir, force=force, log=log)
     t_train = time.perf_counter() - t0
 
-    d = Denoiser.load(run_dir, which="last", device=dev, precision=precision)  # no validation: the newest
+    d = Denoiser.load(run_dir, which="last", device=dev, precision=precision,  # no validation: the newest
+                      ensemble=ensemble)
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs, pixels, t1 = [], 0, time.perf_counter()
     for f in files:

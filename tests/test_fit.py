@@ -146,3 +146,58 @@ def test_find_photos_dedupes_and_keeps_order(photos):
     from n2n_raw.fit import find_photos
     got = find_photos([photos / "sub" / "b.DNG", photos, photos / "a.dng"])
     assert [f.name for f in got] == ["b.DNG", "a.dng"]
+
+
+# ------------------------------------------------------------------------------ the pretrained start, r2r, ensemble
+
+def _true_a() -> float:
+    """noisy_dng's shot noise in normalised units: raw = 4·Poisson(scene/4), levels 64..4095."""
+    return 4.0 / (4095 - 64)
+
+
+def test_fit_starts_from_the_shipped_model_with_the_photos_profile(fitted):
+    """The default run fine-tunes the shipped GatUNet; its profile is the photos' blind estimate (true a =
+    4/4031 per normalised unit; b: the read noise's 6² DN² plus the shot noise of the 64-DN black offset,
+    which noisy_dng draws too, 4·64 DN²)."""
+    from n2n_raw.checkpoint import load_model
+    from n2n_raw.pretrained import GatUNet
+    model, meta = load_model(fitted, which="last")
+    assert isinstance(model, GatUNet) and meta["config"]["start_from"] == "pretrained"
+    a, b = model.profile
+    assert np.allclose(a, _true_a(), rtol=0.25), a
+    assert np.allclose(b, (36.0 + 4 * 64) / 4031 ** 2, rtol=0.35), b
+
+
+def test_fit_r2r_and_scratch(photos, tmp_path):
+    from n2n_raw.checkpoint import load_model
+    from n2n_raw.pretrained import GatUNet
+    r = cli("fit", photos / "a.dng", "--out", tmp_path / "r2r", "--target", "r2r", "--ensemble", "2", *FAST)
+    assert "trained 3 steps" in r.stdout
+    assert json.loads((tmp_path / "r2r" / "config.json").read_text())["target"] == "r2r"
+    cli("fit", photos / "a.dng", "--out", tmp_path / "scratch", "--start-from", "scratch", *FAST)
+    model, meta = load_model(tmp_path / "scratch", which="last")
+    assert not isinstance(model, GatUNet) and meta["config"]["start_from"] is None
+
+
+@pytest.mark.parametrize("args, names", [(["--target", "r2r", "--start-from", "scratch"], ["--target r2r"]),
+                                         (["--ensemble", "3"], ["--ensemble"]),
+                                         (["--start-from", "no/such/run"], ["no/such/run"])])
+def test_fit_bad_start_target_or_ensemble_is_one_line_exit_2(args, names, photos, tmp_path):
+    r = cli("fit", photos / "a.dng", "--out", tmp_path / "run", *FAST, *args, expect=2)
+    assert_one_line_error(r.stderr, *names)
+    assert not (tmp_path / "run").exists()
+
+
+def test_denoise_without_checkpoint_uses_the_shipped_model(tmp_path):
+    """`n2n-raw denoise PHOTO` with nothing else: the shipped model, given the photo's own profile, removes
+    most of the noise of a photo it has never seen (measured against the noise-free scene)."""
+    from n2n_raw.io import camera_raw
+    src = noisy_dng(tmp_path / "p.dng", "GBRG", h=194, w=258, seed=5)
+    yy, xx = np.mgrid[0:194, 0:258]
+    scene = 800 * (0.3 + 0.5 * np.sin(yy / 17.0) ** 2 * np.cos(xx / 23.0) ** 2) / 4031
+    r = cli("denoise", src, "--out", tmp_path / "out", "--device", "cpu", "--no-keep-tone")
+    assert "raw-gat-unet" in r.stdout
+    noisy = camera_raw.read_raw(src, clip=False).mosaic
+    den = camera_raw.read_raw(tmp_path / "out" / "p.dng", clip=False).mosaic
+    gain = 10 * np.log10(np.mean((noisy - scene) ** 2) / np.mean((den - scene) ** 2))
+    assert gain > 6.0, gain
