@@ -24,7 +24,7 @@ import typer
 
 from .config import MODES, TrainConfig  # no torch: train --help is built from its fields
 from .errors import InputError, check_choice
-from .fit import FIT_DEFAULTS  # light: --help shows fit's defaults without importing torch
+from .fit import FIT_DEFAULTS, SCRATCH_DEFAULTS  # light: --help shows fit's defaults without importing torch
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Self-supervised Neighbor2Neighbor denoising for raw and sRGB images.")
@@ -227,7 +227,9 @@ def fit(photos: List[Path] = typer.Argument(..., help="Camera raw files (DNG, NE
                                                 "(default: RUN/denoised)."),
         steps: int = typer.Option(FIT_DEFAULTS["steps"], help="Training steps (settings chosen on a real low-light "
                                   "burst; see the README)."),
-        lr: float = typer.Option(FIT_DEFAULTS["lr"], help="Adam LR (short runs need more than the paper's raw 1e-4)."),
+        lr: Optional[float] = typer.Option(None, help=f"Adam LR (default {FIT_DEFAULTS['lr']:g}; "
+                                           f"{SCRATCH_DEFAULTS['lr']:g} from scratch: short runs need more than the "
+                                           "paper's raw 1e-4)."),
         batch_size: int = typer.Option(FIT_DEFAULTS["batch_size"], help="Crops per step."),
         patch_size: Optional[int] = typer.Option(None, help=f"Crop side in mosaic pixels, a multiple of 128 "
                                                  f"(default {FIT_DEFAULTS['patch_size']}); at most the smallest "
@@ -236,8 +238,9 @@ def fit(photos: List[Path] = typer.Argument(..., help="Camera raw files (DNG, NE
         start_from: str = typer.Option(FIT_DEFAULTS["start_from"], help="pretrained: fine-tune the model shipped "
                                        "with n2n-raw (trained on synthetic noise); scratch: a fresh U-Net (the "
                                        "paper's method alone); or a raw run folder / checkpoint."),
-        target: str = typer.Option(FIT_DEFAULTS["target"], help="The self-supervised loss: n2n (Neighbor2Neighbor) "
-                                   "or r2r (Recorrupted-to-Recorrupted, with a pretrained start)."),
+        target: Optional[str] = typer.Option(None, help="The self-supervised loss: r2r (Recorrupted-to-Recorrupted "
+                                             "in the pretrained model's variance-stabilised domain; the default) or "
+                                             "n2n (Neighbor2Neighbor; the default from scratch)."),
         ensemble: int = typer.Option(FIT_DEFAULTS["ensemble"], help=ENSEMBLE_HELP),
         force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out and overwrite outputs."),
         precision: str = train_option("precision"),
@@ -372,9 +375,12 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
                                      "largest overlapping tiles that fit; an int (>= 128) forces tiles of at "
                                      "most that many input pixels."),
             cfa: Optional[str] = typer.Option(None, help="raw: CFA of .npy mosaics (or override for MAT frames)."),
-            keep_tone: bool = typer.Option(True, help="Camera raws: take each CFA plane's low frequencies (Gaussian "
-                                           "σ 3 plane pixels) from the source, so colour and tone stay the photo's; "
-                                           "--no-keep-tone writes the network's output as it is."),
+            keep_tone: Optional[bool] = typer.Option(None, "--keep-tone/--no-keep-tone", help="Camera raws: take each "
+                                                     "CFA plane's low frequencies (Gaussian σ 3 plane pixels) from the "
+                                                     "source, so colour and tone stay the photo's; --no-keep-tone "
+                                                     "writes the network's output as it is. Default: on for models "
+                                                     "trained from scratch, off for the pretrained model and its "
+                                                     "fine-tunes (trained to be unbiased)."),
             ensemble: int = typer.Option(1, help=ENSEMBLE_HELP),
             force: bool = typer.Option(False, help="Overwrite existing outputs."),
             precision: str = typer.Option("fp32", help=PRECISION_HELP),

@@ -165,11 +165,14 @@ ENSEMBLES = {1: ((False, False, False),),
 
 def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, *, tile: int | None = None,
                  cfa: str | None = None, force: bool = False, device="cpu", precision: str = "fp32",
-                 log: Callable[[str], None] | None = None, keep_tone: bool = True,
+                 log: Callable[[str], None] | None = None, keep_tone: bool | None = None,
                  engine: str = "torch", ensemble: int = 1) -> tuple[list[Path], int]:
     """Denoise one file into ``out_dir``; returns (written paths, pixel count).
 
-    ``keep_tone``: a camera raw's DNG takes its low frequencies from the source (:func:`restore_tone`).
+    ``keep_tone``: a camera raw's DNG takes its low frequencies from the source (:func:`restore_tone`); None: only
+    for models trained from scratch by N2N, whose short runs may shift a plane's level. A
+    :class:`~n2n_raw.pretrained.GatUNet` was trained to be unbiased, and the low-frequency noise that tone
+    restoration lets back (a tenth of σ) cost it 0.6 dB on a smooth real mosaic (benchmarks/RESULTS.md).
     ``engine``: ``torch``, ``onnxruntime`` or ``auto`` (see :func:`n2n_raw.infer.forward_padded`).
 
     ``tile``: None tiles only when one pass would not fit in memory (:func:`n2n_raw.infer.plan_tiles`), an
@@ -190,7 +193,7 @@ def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, 
     if inp.kind == "camera-raw":
         from .io import dng
         from .io.images import write_png
-        if keep_tone:
+        if keep_tone or (keep_tone is None and not isinstance(model, GatUNet)):
             y = restore_tone(y, inp.array)
         y = np.minimum(y, 1.0)  # below black stays (raw values >= 0 on write); above white is saturation
         written = [dng.write_denoised_dng(path, y, targets[0], force=force)]

@@ -99,9 +99,10 @@ class Denoiser:
 
     def denoise_file(self, path: str | os.PathLike, out_dir: str | os.PathLike, cfa: str | None = None,
                      force: bool = False, log: Callable[[str], None] | None = None,
-                     keep_tone: bool = True) -> tuple[list[Path], int]:
+                     keep_tone: bool | None = None) -> tuple[list[Path], int]:
         """Denoise a file into ``out_dir`` as ``n2n-raw denoise`` does; returns (written paths, pixels).
-        ``keep_tone``: camera raws keep their source's low frequencies (:func:`n2n_raw.denoise.restore_tone`)."""
+        ``keep_tone``: camera raws keep their source's low frequencies (:func:`n2n_raw.denoise.restore_tone`);
+        None: as :func:`n2n_raw.denoise.denoise_file` decides for the model."""
         from .denoise import denoise_file
         return denoise_file(self.model, self.meta, Path(path), Path(out_dir), tile=self.tile, cfa=cfa, force=force,
                             device=self.device, precision=self.precision, log=log, keep_tone=keep_tone,

@@ -48,7 +48,8 @@ def test_fit_keeps_the_run_folder_and_writes_the_outputs(fitted, photos):
     from n2n_raw.io import camera_raw
     cfg = json.loads((fitted / "config.json").read_text())
     assert cfg["mode"] == "raw" and cfg["steps"] == 3 and cfg["val_every"] == 0
-    assert cfg["patch_size"] == 128 and cfg["lr"] == 1e-3  # fit's defaults, not train's
+    assert cfg["patch_size"] == 128 and cfg["lr"] == 3e-4  # fit's defaults, not train's
+    assert cfg["start_from"] == "pretrained" and cfg["target"] == "r2r"
     assert sorted(Path(p).name for p in cfg["photos"]) == ["a.dng", "b.DNG"]
     assert (fitted / "metrics.csv").read_text().count("\n") == 4  # header + one row per step (3 steps)
     assert list_checkpoints(fitted)
@@ -177,6 +178,7 @@ def test_fit_r2r_and_scratch(photos, tmp_path):
     cli("fit", photos / "a.dng", "--out", tmp_path / "scratch", "--start-from", "scratch", *FAST)
     model, meta = load_model(tmp_path / "scratch", which="last")
     assert not isinstance(model, GatUNet) and meta["config"]["start_from"] is None
+    assert meta["config"]["target"] == "n2n" and meta["config"]["lr"] == 1e-3  # the paper's method, short-run LR
 
 
 @pytest.mark.parametrize("args, names", [(["--target", "r2r", "--start-from", "scratch"], ["--target r2r"]),
