@@ -62,7 +62,7 @@ class TrainConfig:
         "r2r (Recorrupted-to-Recorrupted, Pang et al. 2021; raw with a --start-from model that denoises in the "
         "variance-stabilised domain): self-supervised like n2n, on full-resolution crops: the unit-variance noise "
         "of that domain is known, so a fresh draw e makes the input z + αe and the target z − e/α, whose noises "
-        "are independent (α 0.5, both scaled by 1/sqrt(1 + α²) so the input's noise stays unit).")
+        "are independent (α 1, both scaled by 1/sqrt(1 + α²) so the input's noise stays unit).")
     epochs: int = option(100, "Nominal epochs E (Λ ramp and LR halvings at 0.2E..0.8E).")
     steps: int | None = option(
         None, "Total optimiser steps, split into E nominal epochs (fewer steps than E: E = steps). Default: an "
