@@ -1,6 +1,10 @@
 """Train the raw model that ships with n2n-raw (``n2n_raw/weights/raw-gat-unet.*``): supervised, synthetic noise.
 
-    python benchmarks/pretrain_raw.py --steps 12000 --out runs/pretrain     # then copy the last checkpoint
+    # the shipped weights: two stages, then --ship (one thread each, ≈ 50 min each on 2 shared cores)
+    python benchmarks/pretrain_raw.py --steps 7000 --threads 1 --out runs/run
+    python benchmarks/pretrain_raw.py --init runs/run/ckpt-00007000.json --steps 3500 --batch 6 --patch 96 \
+        --lr 4e-4 --blur-prob 0.35 --threads 1 --seed 1 --val-every 500 --out runs/run2
+    python benchmarks/pretrain_raw.py --ship runs/run2
 
 What it learns from (nothing of a user's, no real noise, none of the benchmark's photos):
 - clean linear content: the sRGB photographs of Kodak (24, four held out for the printed validation), BSD300
@@ -13,8 +17,10 @@ What it learns from (nothing of a user's, no real noise, none of the benchmark's
   [−1, 3] (shot-limited to read-limited), a varied ±10 % per plane; the model gets the true profile.
 
 The loss is the MSE in linear units divided by the noise variance a·x + b at each pixel (the GAT domain's
-weighting, without its bias), so every noise level and brightness counts alike. Adam, lr 1e-3 with a cosine
-decay to 1e-5, batch 8 of 64×64 packed crops (128×128 mosaics).
+weighting, without its bias), so every noise level and brightness counts alike. Adam with a cosine decay to
+1e-5: stage 1 lr 1e-3, batch 8 of 64×64 packed crops (128×128 mosaics); stage 2 (``--init``) lr 4e-4, batch 6
+of 96×96 with 35 % of the crops blurred first (soft optics and smooth scenes, which the photographs lack).
+Numbers in benchmarks/RESULTS.md ("The shipped model").
 """
 from __future__ import annotations
 

@@ -225,8 +225,8 @@ def fit(photos: List[Path] = typer.Argument(..., help="Camera raw files (DNG, NE
                                  "`denoise --checkpoint RUN`)."),
         denoised: Optional[Path] = typer.Option(None, help="Folder for the denoised DNGs and PNG previews "
                                                 "(default: RUN/denoised)."),
-        steps: int = typer.Option(FIT_DEFAULTS["steps"], help="Training steps (settings chosen on a real low-light "
-                                  "burst; see the README)."),
+        steps: int = typer.Option(FIT_DEFAULTS["steps"], help="Fine-tuning steps (settings chosen on real photos "
+                                  "against BM3D; see the README)."),
         lr: Optional[float] = typer.Option(None, help=f"Adam LR (default {FIT_DEFAULTS['lr']:g}; "
                                            f"{SCRATCH_DEFAULTS['lr']:g} from scratch: short runs need more than the "
                                            "paper's raw 1e-4)."),

@@ -78,3 +78,14 @@ def test_starting_model_refuses_an_srgb_checkpoint(tmp_path):
         starting_model(str(tmp_path))
     with pytest.raises(InputError):
         starting_model(str(tmp_path / "missing"))
+
+
+def test_the_shipped_weights_load_and_say_how_they_were_made():
+    model, meta = load_model(WEIGHTS)
+    assert isinstance(model, GatUNet) and meta["mode"] == "raw" and meta["cfa_mode"] == "rggb"
+    assert meta["target"] == "supervised"  # trained on synthetic pairs: the README and the model card say so
+    stages = meta["pretrain"]["stages"]
+    assert [s["steps"] for s in stages] == [7000, 3500] and stages[1]["init"] == "ckpt-00007000.json"
+    assert not any("/" in str(s["out"]) for s in stages)  # folder names only, no machine's paths
+    x = torch.rand(1, 4, 64, 64) * 0.2
+    assert np.isfinite(model(x).detach().numpy()).all()
