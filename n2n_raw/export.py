@@ -297,7 +297,11 @@ def model_card(meta: dict) -> tuple[str, dict[str, str]]:
     cfg = meta.get("config") or {}
     target = meta.get("target") or cfg.get("target") or "n2n"
     training = {"n2n": "self-supervised (Neighbor2Neighbor)",
+                "r2r": "self-supervised (Recorrupted-to-Recorrupted)",
                 "supervised": "supervised (noisy → clean pairs)"}.get(target, f"{target} target")
+    if cfg.get("start_from") == "pretrained":
+        training += (" fine-tuning of n2n-raw's shipped model (trained supervised on synthetic Poisson–Gaussian "
+                     "noise, no real photo)")
     steps = int(meta.get("step") or 0)
     how = (f"{training}, {steps} steps of batch {cfg.get('batch_size', '?')}, {cfg.get('patch_size', '?')}-pixel "
            f"crops, lr {cfg.get('lr', '?')}")

@@ -103,7 +103,8 @@ def test_package_layout_and_config(package, unpacked):
     assert cfg["spatial_dims"] == ["height", "width"]
     card = cfg["model_card"]
     assert card["photos"] == "2" and card["steps"] == "6" and "Kodak" in card["cameras"]
-    assert "self-supervised (Neighbor2Neighbor)" in card["training"]
+    assert card["training"].startswith("self-supervised (Recorrupted-to-Recorrupted) fine-tuning of n2n-raw's "
+                                       "shipped model")  # fit's defaults
     assert "kodak_dc50.kdc" in card["training_data"] and card["iso"] == "84"  # the KDC's EXIF; the Pi DNG has none
     assert all(isinstance(v, str) for v in card.values())
 
@@ -397,6 +398,10 @@ def test_emulation_single_tile_equals_denoise_in_the_interior(denoiser, bayer_se
 #: 300-step fit, see the README), and the largest difference in normalised units (fraction of white − black;
 #: measured 0.02-0.08 here, 0.15 on the Pi frame).
 TILING_RATIO, TILING_MAX = 0.3, 0.25
+#: ... or an RMS below half a raw step of a 10-bit file: where the model changes a photo little (fit's default,
+#: a fine-tuned pretrained model, on a Pi frame it was not fitted on: RMS change 8e-4), the ratio says nothing
+#: (measured there: RMS 3.0e-4, max 6e-4).
+TILING_RMS_FLOOR = 0.5 / 1023
 #: The same with the edges (mirrored context in darktable, the U-Net's zero padding in n2n-raw's pass), on the
 #: CLI's RGGB cut: measured 0.34 and 0.44.
 EDGES_RATIO, EDGES_MAX = 0.5, 0.6
@@ -425,16 +430,32 @@ def test_emulation_tiled_reproduces_denoise(denoiser, bayer_session, path, windo
     change = _norm_diff(ref, adc[work], black, white)[inner]
     record_property("tiling_max", float(np.abs(d).max()))
     record_property("tiling_ratio", _rms(d) / _rms(change))
-    assert np.abs(d).max() <= TILING_MAX and _rms(d) <= TILING_RATIO * _rms(change)
+    assert np.abs(d).max() <= TILING_MAX and _rms(d) <= max(TILING_RATIO * _rms(change), TILING_RMS_FLOOR)
 
 
-def test_emulation_reproduces_the_cli_dng(fitted, bayer_session, tmp_path, record_property):
+@pytest.fixture(scope="module")
+def scratch_fit(tmp_path_factory) -> tuple[Path, object]:
+    """A fit from scratch (the paper's method: a plain U-Net, whose output does not depend on a per-photo noise
+    profile, so the CLI's DNG and darktable's path can be compared whole) and its packaged bayer model."""
+    run = tmp_path_factory.mktemp("fit_scratch") / "run"
+    cli("fit", KODAK, "--out", run, "--steps", "4", "--batch-size", "2", "--device", "cpu", "--start-from",
+        "scratch", "--ensemble", "1", "--export", "dtmodel")
+    d = tmp_path_factory.mktemp("unpacked_scratch")
+    with zipfile.ZipFile(run / "n2n-raw-run.dtmodel") as zf:
+        zf.extractall(d)
+    return run, ort.InferenceSession(str(d / "n2n-raw-run" / "model_bayer.onnx"), providers=["CPUExecutionProvider"])
+
+
+def test_emulation_reproduces_the_cli_dng(scratch_fit, tmp_path, record_property):
     """The CLI itself: ``n2n-raw denoise --no-keep-tone`` of a DNG (a 512×768 RGGB cut of the real Canon frame,
-    its 14-bit values, black and white as they are), read back, against the emulated darktable output."""
+    its 14-bit values, black and white as they are), read back, against the emulated darktable output. (A
+    GatUNet, fit's default, is given each photo's own profile by ``denoise``, where the package holds the one
+    it was fitted with: :func:`test_emulation_tiled_reproduces_denoise` compares it with its saved profile.)"""
     from n2n_raw.io import scratch_dng
     from n2n_raw.io.camera_raw import read_raw
-    if hasattr(Denoiser_of(fitted).model, "set_profile"):
-        pytest.skip("n2n-raw denoise gives this model each photo's noise profile; the package holds the saved one")
+    fitted, bayer_session = scratch_fit
+    if not CANON.is_file() or not KODAK.is_file():
+        pytest.skip("real_raw files absent")
     adc, cfa, black, white = _raw_buffer(CANON, (slice(300, 812), slice(500, 1268)))
     src = scratch_dng.write_dng(tmp_path / "cut.dng", np.rint(adc).astype(np.uint16), cfa, 16,
                                 black_level=[int(v) for v in black], white_level=int(white))
