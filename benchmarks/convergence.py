@@ -157,6 +157,7 @@ def main() -> None:
     ap.add_argument("--variants", default="kaiming,standard,paper")
     ap.add_argument("--raw-mosaics", type=int, default=10,
                     help="raw training mosaics (10: the built-in set; more: a store of the same recipe)")
+    ap.add_argument("--patch-size", type=int, default=None, help="crop side instead of the task's (raw 128, srgb 64)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "convergence")
@@ -174,6 +175,8 @@ def main() -> None:
         for task in tasks:
             data, make_eval, noisy_psnr, opts = (srgb_task(Path(td), args.validation) if task == "srgb"
                                                  else raw_task(Path(td), args.raw_mosaics))
+            if args.patch_size is not None:  # e.g. the paper's 256-pixel raw crops
+                opts = {**opts, "patch_size": args.patch_size}
             print(f"[{task}] noisy input PSNR {noisy_psnr:.2f} dB")
             for name in args.variants.split(","):
                 cfg = TrainConfig(mode=task, data=data, steps=args.steps, epochs=args.epochs, seed=args.seed,
