@@ -132,9 +132,7 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
         p = profile if profile is not None else estimate_profile(x, shared=True)
         model.set_profile(*packed_profile(p.a, p.b, cfa, mode))
         if log is not None:
-            a, b = model.profile
-            log(f"{name}: noise profile ({p.source}) a {' '.join(f'{v:.3g}' for v in a)}, "
-                f"b {' '.join(f'{v:.3g}' for v in b)}")
+            log(f"{name}: noise profile ({p.source}) {model.describe_profile()}")
     views = ENSEMBLES[ensemble] if mode == "rggb" else ENSEMBLES[1]  # positional channels follow the CFA
     out = None
     for hflip, vflip, transpose in views:

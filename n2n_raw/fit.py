@@ -18,12 +18,12 @@ from typing import Callable, Sequence
 from .errors import InputError
 
 #: Settings of a fit run: fine-tune the shipped model (trained supervised on synthetic noise,
-#: :mod:`n2n_raw.pretrained`) on the photos with a self-supervised loss, then denoise each photo as the mean of
-#: 4 Bayer-preserving views. Chosen on the real-content set of benchmarks/peers.py (real mosaics, binned, with
-#: Poisson–Gaussian noise): the shipped model alone was 0.45 dB under BM3D+GAT there; R2R fine-tuning (300
-#: steps, lr 3e-4) gained 0.27 dB over it (100 steps 0.18; lr 1e-4 0.23), Neighbor2Neighbor fine-tuning
-#: *lost* 0.6 dB even at lr 1e-5, and the 4-view ensemble gained 0.3-0.6 dB. The paper's method alone
-#: (``start_from="scratch", target="n2n", lr=1e-3, ensemble=1``: the earlier defaults) is in RESULTS beside them.
+#: :mod:`n2n_raw.pretrained`) on the photos with R2R, then denoise each photo as the mean of 4 Bayer-preserving
+#: views. Measured with benchmarks/peers.py (benchmarks/RESULTS.md): against the shipped model alone, R2R (300
+#: steps, lr 3e-4) gained 0.66 dB on the real burst and 0.17 dB on real content at a SIDD-like level, and lost
+#: 1.55 dB on low-light real content and 1.26 dB on the synthetic SIDD world; Neighbor2Neighbor fine-tuning lost
+#: 0.6 dB even at lr 1e-5; 4 views gained 0.3-0.6 dB. The paper's method alone (:data:`SCRATCH_DEFAULTS`,
+#: ``--start-from scratch``, ``ensemble=1``: the earlier defaults) is 2.8-6.8 dB under BM3D+GAT there.
 FIT_DEFAULTS = {"steps": 300, "lr": 3e-4, "batch_size": 4, "patch_size": 128, "start_from": "pretrained",
                 "target": "r2r", "ensemble": 4}
 #: What changes when a fit starts from scratch (the paper's method alone): its loss, and a short run's larger LR

@@ -71,18 +71,14 @@ class GatUNet(nn.Module):
     init = property(lambda self: self.net.init)
     residual = property(lambda self: self.net.residual)
 
-    def set_profile(self, a: Sequence[float] | torch.Tensor, b: Sequence[float] | torch.Tensor,
-                    clamp: bool = True) -> None:
-        """Set the noise profile (4 values each, per packed channel, normalised units; a ≥ 0, b ≥ 0). With
-        ``clamp`` a is brought into :data:`A_RANGE` and to at least sqrt(b / :data:`MAX_READ_RATIO`)."""
+    def set_profile(self, a: Sequence[float] | torch.Tensor, b: Sequence[float] | torch.Tensor) -> None:
+        """Set the noise profile (4 values each, per packed channel, normalised units; a ≥ 0, b ≥ 0); a is
+        brought into :data:`A_RANGE` and to at least sqrt(b / :data:`MAX_READ_RATIO`)."""
         a_t = torch.as_tensor(a, dtype=torch.float32).reshape(-1)
         b_t = torch.as_tensor(b, dtype=torch.float32).reshape(-1)
         if a_t.numel() != 4 or b_t.numel() != 4 or not bool((a_t >= 0).all()) or not bool((b_t >= 0).all()):
             raise ValueError(f"noise profile: expected 4 values of a ≥ 0 and of b ≥ 0, got {a_t.tolist()}, {b_t.tolist()}")
-        if clamp:
-            a_t = torch.maximum(a_t.clamp(*A_RANGE), (b_t / MAX_READ_RATIO).sqrt())
-        elif not bool((a_t > 0).all()):
-            raise ValueError(f"noise profile: a must be > 0 without clamping, got {a_t.tolist()}")
+        a_t = torch.maximum(a_t.clamp(*A_RANGE), (b_t / MAX_READ_RATIO).sqrt())
         # Replaced, not copied into: pretraining gives the buffers one profile per item, (N, 4, 1, 1).
         self.a = a_t.view(1, 4, 1, 1).to(self.a.device)
         self.b = b_t.view(1, 4, 1, 1).to(self.b.device)
@@ -90,6 +86,11 @@ class GatUNet(nn.Module):
     @property
     def profile(self) -> tuple[list[float], list[float]]:
         return self.a.flatten().tolist(), self.b.flatten().tolist()
+
+    def describe_profile(self) -> str:
+        """The profile as one log line: "a … , b …" per packed channel."""
+        a, b = self.profile
+        return f"a {' '.join(f'{v:.3g}' for v in a)}, b {' '.join(f'{v:.3g}' for v in b)}"
 
     def forward(self, x: torch.Tensor, stabilised: bool = False) -> torch.Tensor:
         """``stabilised``: ``x`` is already in the GAT domain (unit noise) and so is the result, the U-Net's

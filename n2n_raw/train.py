@@ -267,9 +267,8 @@ def initial_model(cfg: TrainConfig, source, log) -> torch.nn.Module:
                          "(use --start-from pretrained or a run made from it)")
     if isinstance(model, GatUNet):
         model.set_profile(*training_profile(source.items, cfg.cfa_mode))
-        a, b = model.profile
         log(f"starting from {cfg.start_from}; noise profile of the training frames (per packed channel): "
-            f"a {' '.join(f'{v:.3g}' for v in a)}, b {' '.join(f'{v:.3g}' for v in b)}")
+            f"{model.describe_profile()}")
     return model
 
 
