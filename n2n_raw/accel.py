@@ -22,10 +22,9 @@ from typing import Callable
 
 import torch
 
+from .config import STORAGES, SWITCHES
 from .errors import InputError, check_choice
 
-CHOICES = ("auto", "on", "off")
-STORAGES = ("auto", "on", "pinned", "off")
 # Small batches are launch-bound: one CUDA graph replays the step's hundreds of kernels in one go.
 CUDA_GRAPH_MAX_BATCH = 16
 # Compilation happens at the first call, CUDA-graph recording after a warm-up call or two: failures there
@@ -80,7 +79,7 @@ def autocast(device: torch.device, precision: str):
 
 
 def _on(setting: str, auto: bool, option: str) -> bool:
-    check_choice(setting, CHOICES, option)
+    check_choice(setting, SWITCHES, option)
     return auto if setting == "auto" else setting == "on"
 
 

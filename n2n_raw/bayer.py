@@ -28,34 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import InputError, check_choice
-
-CFAS = ("RGGB", "BGGR", "GRBG", "GBRG")
-MODES = ("rggb", "positional")
-#: Cell position (dy, dx) held by each packed channel, in order (pixel_unshuffle order).
-PACK_ORDER = ((0, 0), (0, 1), (1, 0), (1, 1))
-#: Channel names of a packed array in ``"rggb"`` mode.
-RGGB_CHANNELS = ("R", "G1", "G2", "B")
-
-
-def check_cfa(name: str, what: str = "--cfa") -> str:
-    """Validate a CFA pattern name (case-insensitive); return it upper-case, e.g. ``"rggb"`` → ``"RGGB"``.
-
-    Raises:
-        InputError: ``--cfa: unknown CFA pattern 'x' (expected one of RGGB, BGGR, GRBG, GBRG)``; ``what``
-        replaces ``--cfa`` (e.g. a file or attribute name).
-    """
-    up = str(name).strip().upper()
-    if up not in CFAS:
-        raise InputError(f"{what}: unknown CFA pattern {name!r} (expected one of {', '.join(CFAS)})")
-    return up
-
-
-def check_mode(mode: str) -> str:
-    """Validate a packing mode (case-insensitive): ``"rggb"`` or ``"positional"``; return it lower-case."""
-    check_choice(str(mode).strip().lower(), MODES, "--cfa-mode", "mode")
-    return str(mode).strip().lower()
-
+from .cfa import PACK_ORDER, check_cfa, check_mode
+from .errors import InputError
 
 # --------------------------------------------------------------------------------------------------------
 # numpy / torch helpers

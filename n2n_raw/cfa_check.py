@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import torch
 
-from .bayer import CFAS, PACK_ORDER, check_cfa
+from .cfa import CFAS, PACK_ORDER, check_cfa
 
 # The smallest mosaic cfa_phase_check() decides on; smaller data are "inconclusive".
 _MIN_CHECK_PIXELS = 32 * 32

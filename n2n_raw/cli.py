@@ -22,7 +22,7 @@ from typing import List, Optional
 
 import typer
 
-from .config import MODES, TrainConfig  # no torch: train --help is built from its fields
+from .config import MODES, NOISES, TrainConfig  # no torch: train --help is built from its fields
 from .errors import InputError, check_choice
 from .fit import FIT_DEFAULTS, SCRATCH_DEFAULTS  # light: --help shows fit's defaults without importing torch
 
@@ -319,7 +319,6 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
     hook = _hook("evaluate", "img")
     if mode == "srgb":
         from .evaluate import evaluate_srgb
-        from .noise import NOISES
         if not data:
             raise InputError("--data: give at least one validation folder")
         check_choice(noise, NOISES, "--noise", "noise")

@@ -12,13 +12,21 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cfa import CFA_MODES, check_cfa
 from .errors import InputError, check_choice
 
 MODES = ("srgb", "raw")
 TARGETS = ("n2n", "supervised", "noise2noise", "noise2noise-sub", "r2r")
 NOISY_TARGETS = ("noise2noise", "noise2noise-sub")  # the target: a second, independent noise draw
 PAIRED_TARGETS = ("supervised",) + NOISY_TARGETS    # trained on clean crops (raw: GT frames) and their pairs
-CFA_MODES = ("rggb", "positional")
+#: The paper's synthetic sRGB noises (:func:`n2n_raw.method.noise.make_noise`).
+NOISES = ("gauss25", "gauss5_50", "poisson30", "poisson5_50")
+#: U-Net weight initialisations (:class:`n2n_raw.method.unet.UNet`).
+INITS = ("paper", "standard", "kaiming")
+#: --compile and --cuda-graphs (:mod:`n2n_raw.accel`).
+SWITCHES = ("auto", "on", "off")
+#: --data-on-device (:func:`n2n_raw.accel.pick_storage`).
+STORAGES = ("auto", "on", "pinned", "off")
 PRECISIONS = ("auto", "bf16", "fp32")
 LR_RULES = ("sqrt", "linear", "none")
 PAPER_BATCH = 4
@@ -125,11 +133,6 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """Fill mode-dependent defaults and validate; raises InputError naming the option."""
-        # Imported here: the choices live beside the torch code they name, and the CLI reads this module's
-        # fields (its --help) without loading torch.
-        from .accel import CHOICES, STORAGES
-        from .noise import NOISES
-        from .unet import INITS
         compile_ = _tristate(self.compile)  # runs saved while --compile was a flag hold a bool
         check_choice(self.mode, MODES, "--mode", "mode")
         d = PAPER_DEFAULTS[self.mode]
@@ -137,8 +140,8 @@ class TrainConfig:
                 (self.target, TARGETS, "--target", "target"), (self.noise, NOISES, "--noise", "noise"),
                 (self.init, INITS, "--init", "init"), (self.cfa_mode, CFA_MODES, "--cfa-mode", "mode"),
                 (self.precision, PRECISIONS, "--precision", "value"),
-                (self.data_on_device, STORAGES, "--data-on-device", "value"), (compile_, CHOICES, "--compile", "value"),
-                (self.cuda_graphs, CHOICES, "--cuda-graphs", "value"), (self.lr_rule, LR_RULES, "--lr-rule", "rule")):
+                (self.data_on_device, STORAGES, "--data-on-device", "value"), (compile_, SWITCHES, "--compile", "value"),
+                (self.cuda_graphs, SWITCHES, "--cuda-graphs", "value"), (self.lr_rule, LR_RULES, "--lr-rule", "rule")):
             check_choice(value, choices, option, what)
         checks = [
             (self.epochs >= 1, f"--epochs: must be >= 1, got {self.epochs}"),
@@ -167,7 +170,6 @@ class TrainConfig:
             raise InputError("--target r2r: raw, starting from a variance-stabilised model (--start-from pretrained)")
         if self.photos and self.data is not None:
             raise InputError("photos and --data: give one source of training data")
-        from .bayer import check_cfa
         for value, option in ((self.cfa, "--cfa"), (self.val_cfa, "--val-cfa")):
             if value is not None:
                 check_cfa(value, option)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from . import bayer
+from .cfa import CFAS, check_cfa
 from .errors import InputError
 
 
@@ -252,7 +253,7 @@ def _camera_raw_items(files, override: str | None) -> list[Item]:
 
 
 def _load_raw(cfg) -> list[Item]:
-    override = bayer.check_cfa(cfg.cfa) if cfg.cfa else None
+    override = check_cfa(cfg.cfa) if cfg.cfa else None
     if cfg.photos:  # the user's own raw files, listed one by one (`n2n-raw fit`)
         return _camera_raw_items(cfg.photos, override)
     if cfg.data is None:
@@ -285,7 +286,7 @@ def _load_raw(cfg) -> list[Item]:
         cfa = override or a.get("cfa")
         if cfa is None:
             raise InputError(f"{path}: item {st.names[i]} has no CFA attribute; pass --cfa")
-        if str(cfa).strip().upper() not in bayer.CFAS:
+        if str(cfa).strip().upper() not in CFAS:
             raise InputError(f"{path}: item {st.names[i]} has an unknown CFA {cfa!r}; pass --cfa")
         shape = st.shape(i)
         if len(shape) != 2 or st.dtype(i).kind != "f":

@@ -67,7 +67,7 @@ def read_input(path: str | Path, mode: str, cfa: str | None = None) -> Loaded:
     """Read a file for a ``mode`` ("srgb" or "raw") checkpoint; ``cfa`` overrides a raw file's own CFA.
 
     Raises InputError for a file the mode cannot take (one line naming it and the reason)."""
-    from .bayer import check_cfa
+    from .cfa import check_cfa
     path = Path(path)
     suffix = path.suffix.lower()
     if mode == "srgb":

@@ -84,7 +84,7 @@ class Denoiser:
         elif isinstance(x, np.ndarray) and x.dtype == np.uint8:
             x = x.astype(np.float32) / 255.0
         elif cfa is not None:
-            from .bayer import check_cfa
+            from .cfa import check_cfa
             cfa = check_cfa(cfa)
         return denoise_array(self.model, self.meta, x, cfa, tile=self.tile, device=self.device,
                              precision=self.precision, log=log, name=name, engine=self.engine,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-NOISES = ("gauss25", "gauss5_50", "poisson30", "poisson5_50")
+from .config import NOISES
 
 
 class GaussianNoise(nn.Module):

@@ -363,7 +363,7 @@ def _tag_cfa(node, bo: str) -> str | None:
     DNG anchors CFAPattern at ActiveArea's top-left; LibRaw starts its visible area there, or one row (column)
     further where that corner's row (column) is odd, so the visible pattern is CFAPattern shifted by the
     corner's parity (tests: against LibRaw on copies with odd ActiveArea corners)."""
-    from .bayer import CFAS
+    from .cfa import CFAS
     dim = node.value(_CFA_DIM, bo)
     codes = node.value(_CFA_PATTERN, bo)
     if dim is None or codes is None or tuple(dim) != (2, 2) or not isinstance(codes, tuple) or len(codes) != 4:

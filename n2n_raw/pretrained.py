@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bayer import check_cfa, packed_colors
+from .bayer import packed_colors
+from .cfa import check_cfa
 from .errors import InputError
 from .unet import UNet
 from .vst import gat, gat_inverse_algebraic
@@ -107,7 +108,7 @@ class GatUNet(nn.Module):
 
 def packed_profile(a: Sequence[float], b: Sequence[float], cfa: str | None,
                    cfa_mode: str) -> tuple[list[float], list[float]]:
-    """A profile per 2×2 position (raster order, :data:`n2n_raw.bayer.PACK_ORDER`) → per packed channel.
+    """A profile per 2×2 position (raster order, :data:`n2n_raw.cfa.PACK_ORDER`) → per packed channel.
 
     ``positional`` packing keeps the positions. ``rggb`` packing reorders by colour (R, G1, G2, B); its two
     greens take the mean of the mosaic's two green positions, since which green lands in G1 depends on how the

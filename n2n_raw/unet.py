@@ -10,7 +10,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-INITS = ("paper", "standard", "kaiming")
+from .config import INITS
+
 
 
 def _conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:

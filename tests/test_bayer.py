@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from n2n_raw.cfa import CFAS, check_cfa, check_mode
 from n2n_raw import bayer, cfa_check
 from n2n_raw.errors import InputError
 from n2n_raw.synthetic import dead_leaves
@@ -37,14 +38,14 @@ def assert_rggb_phase(m):
 
 
 def test_check_cfa():
-    assert bayer.check_cfa("grbg") == "GRBG"
-    assert bayer.check_cfa(" RGGB ") == "RGGB"
+    assert check_cfa("grbg") == "GRBG"
+    assert check_cfa(" RGGB ") == "RGGB"
     msg = r"^--cfa: unknown CFA pattern 'RGBG' \(expected one of RGGB, BGGR, GRBG, GBRG\)$"
     with pytest.raises(InputError, match=msg):
-        bayer.check_cfa("RGBG")
+        check_cfa("RGBG")
     with pytest.raises(InputError, match="^--cfa-mode: unknown mode"):
-        bayer.check_mode("bayer")
-    assert bayer.check_mode("RGGB") == "rggb"
+        check_mode("bayer")
+    assert check_mode("RGGB") == "rggb"
 
 
 @pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
@@ -84,7 +85,7 @@ def test_cfa_offset():
     assert bayer.cfa_offset("BGGR") == (1, 1)
 
 
-@pytest.mark.parametrize("cfa", bayer.CFAS)
+@pytest.mark.parametrize("cfa", CFAS)
 @pytest.mark.parametrize("size", [(7, 9), (11, 6), (6, 11), (8, 8), (3, 3)])
 def test_unify_crop_gives_rggb(cfa, size):
     m = colour_mosaic(cfa, *size)
@@ -95,7 +96,7 @@ def test_unify_crop_gives_rggb(cfa, size):
     assert isinstance(ct, torch.Tensor) and np.array_equal(ct[0, 0].numpy(), c)
 
 
-@pytest.mark.parametrize("cfa", bayer.CFAS)
+@pytest.mark.parametrize("cfa", CFAS)
 @pytest.mark.parametrize("size", [(7, 9), (11, 6), (6, 11), (8, 8), (2, 2), (3, 5)])
 def test_unify_pad_is_rggb_everywhere_and_exactly_undone(cfa, size):
     m = colour_mosaic(cfa, *size)
@@ -121,7 +122,7 @@ def test_unify_pad_values_are_reflections():
 
 
 @pytest.mark.parametrize("mode", ["rggb", "positional"])
-@pytest.mark.parametrize("cfa", bayer.CFAS)
+@pytest.mark.parametrize("cfa", CFAS)
 @pytest.mark.parametrize("size", [(7, 9), (11, 6), (6, 11), (10, 12)])
 def test_to_from_packed_round_trip(mode, cfa, size):
     rng = np.random.default_rng(2)
@@ -140,7 +141,7 @@ def test_to_from_packed_round_trip(mode, cfa, size):
         assert colours == ("R", "G", "G", "B")
 
 
-@pytest.mark.parametrize("cfa", bayer.CFAS)
+@pytest.mark.parametrize("cfa", CFAS)
 @pytest.mark.parametrize("size", [(8, 8), (10, 12), (7, 9)])
 def test_to_packed_flip_unify_is_rggb_without_pad_and_round_trips(cfa, size):
     """unify="flip": an even-sized mosaic is flipped into RGGB phase (no pad: (H/2, W/2)); G1 stays the
@@ -185,7 +186,7 @@ def brute_force_op(m: np.ndarray, hflip, vflip, transpose) -> np.ndarray:
     return m
 
 
-@pytest.mark.parametrize("cfa", bayer.CFAS)
+@pytest.mark.parametrize("cfa", CFAS)
 @pytest.mark.parametrize("op", OPS)
 def test_flip_cfa_against_brute_force(cfa, op):
     for size in [(4, 4), (4, 6), (5, 4), (4, 7), (5, 7)]:
@@ -207,7 +208,7 @@ def test_transpose_swaps_grbg_and_gbrg_only():
     assert bayer.flip_cfa("BGGR", transpose=True) == "BGGR"
 
 
-@pytest.mark.parametrize("cfa", bayer.CFAS)
+@pytest.mark.parametrize("cfa", CFAS)
 def test_bayer_preserving_augmentation(cfa):
     """augment then unify_crop: an RGGB mosaic whatever the op, pattern and size parity (Liu et al.)."""
     for size, op in itertools.product([(8, 10), (9, 7), (7, 12)], OPS):
@@ -226,11 +227,11 @@ def synthetic_mosaic(cfa: str, h: int, w: int, seed: int = 0, gains=(0.45, 0.9, 
     return np.clip(m + rng.normal(0, noise, m.shape), 0, 1).astype(np.float32)
 
 
-@pytest.mark.parametrize("cfa", bayer.CFAS)
+@pytest.mark.parametrize("cfa", CFAS)
 def test_cfa_phase_check_agrees_and_detects_green_diagonal_shift(cfa):
     m = synthetic_mosaic(cfa, 96, 130, seed=3)
-    same_diagonal = [c for c in bayer.CFAS if (c[0] == "G") == (cfa[0] == "G")]
-    other_diagonal = [c for c in bayer.CFAS if c not in same_diagonal]
+    same_diagonal = [c for c in CFAS if (c[0] == "G") == (cfa[0] == "G")]
+    other_diagonal = [c for c in CFAS if c not in same_diagonal]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for c in same_diagonal:  # R vs B can't be told apart: no warning either way

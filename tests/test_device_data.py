@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from n2n_raw.cfa import CFAS
 from n2n_raw import bayer
 from n2n_raw.data import DeviceCropper, RawItem, RawSource, SrgbSource, device_indices, sample_indices
 
@@ -31,7 +32,7 @@ def test_srgb_crops_are_windows_of_their_items():
     assert len(offsets) > 1  # offsets are random, not all the same
 
 
-@pytest.mark.parametrize("cfa", bayer.CFAS)
+@pytest.mark.parametrize("cfa", CFAS)
 @pytest.mark.parametrize("mode", ["rggb", "positional"])
 def test_raw_crops_keep_the_phase(cfa, mode):
     h, w = 141, 150

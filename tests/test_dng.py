@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
+from n2n_raw.cfa import CFAS
 from n2n_raw import bayer
 from n2n_raw.errors import InputError
 from n2n_raw.io import camera_raw, dng, scratch_dng
@@ -42,7 +43,7 @@ def colour_raw(cfa, bits, seed=0, black=64, shape=(H, W)):
 
 
 @pytest.mark.parametrize("bits", [10, 12, 16])
-@pytest.mark.parametrize("cfa", bayer.CFAS)
+@pytest.mark.parametrize("cfa", CFAS)
 def test_write_read_round_trip(pidng, tmp_path, cfa, bits):
     raw = random_raw(bits, seed=bits)
     top = (1 << bits) - 1

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from n2n_raw.cfa import CFAS
 from n2n_raw import bayer
 from n2n_raw.denoise import ENSEMBLES, denoise_array
 from n2n_raw.errors import InputError
@@ -29,7 +30,7 @@ class _Shift(nn.Module):
         return torch.roll(x, -1, dims=-1)
 
 
-@pytest.mark.parametrize("cfa", bayer.CFAS)
+@pytest.mark.parametrize("cfa", CFAS)
 @pytest.mark.parametrize("n", sorted(ENSEMBLES))
 def test_an_invariant_model_gives_the_same_answer(cfa, n):
     """Every view is the same photo: a model that only sees colour means answers alike (to float rounding),

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from n2n_raw import infer
-from n2n_raw.bayer import CFAS
+from n2n_raw.cfa import CFAS
 from n2n_raw.unet import UNet
 
 

@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image
 
 from n2n_raw import plots
-from n2n_raw.bayer import CFAS
+from n2n_raw.cfa import CFAS
 
 
 def test_curves_png_from_metrics(tmp_path):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from n2n_raw.cfa import CFAS
 from n2n_raw import bayer
 from n2n_raw.checkpoint import build_model, load_checkpoint, load_model, save_checkpoint
 from n2n_raw.errors import InputError
@@ -47,7 +48,7 @@ def test_set_profile_keeps_a_inside_the_trained_range():
         m.set_profile([1e-3] * 4, [-1e-5] * 4)
 
 
-@pytest.mark.parametrize("cfa", bayer.CFAS)
+@pytest.mark.parametrize("cfa", CFAS)
 def test_packed_profile_follows_the_colours(cfa):
     """Per-position values tagged by colour land on the packed channel of that colour (rggb: R, G, G, B; the
     greens averaged); positional packing keeps the raster order."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bayer import CFAS
+from ..cfa import CFAS
 from ..errors import InputError
 
 #: File name suffixes of the camera raw formats LibRaw reads (lower case). A Foveon (.x3f) or X-Trans (.raf of

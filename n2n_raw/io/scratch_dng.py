@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..bayer import check_cfa
+from ..cfa import check_cfa
 from ..errors import InputError
 from .atomic import atomic_path
 from .dng import MIN_SIZE

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ...bayer import CFAS, check_cfa  # the one definition of the patterns (re-exported here)
+from ...cfa import CFAS, check_cfa  # the one definition of the patterns (re-exported here)
 from ...errors import InputError
 
 __all__ = ["CFAS", "check_cfa", "PHONE_CFA", "MAKE_TO_PHONE", "BLOCK_SCENES", "BLOCK_VARIABLES",
