@@ -27,11 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
-from n2n_raw import metrics  # noqa: E402
+from n2n_raw.evaluation import metrics  # noqa: E402
 from n2n_raw.accel import place_model  # noqa: E402
-from n2n_raw.infer import denoise_blocks  # noqa: E402
+from n2n_raw.inference.tiling import denoise_blocks  # noqa: E402
 from n2n_raw.io.sidd import block_cfas, read_blocks  # noqa: E402
-from n2n_raw.unet import UNet  # noqa: E402
+from n2n_raw.method.unet import UNet  # noqa: E402
 
 
 def mean_psnr(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -43,7 +43,7 @@ def mean_psnr(pred: np.ndarray, ref: np.ndarray) -> float:
 def trained_model(tmp: Path, steps: int, device: str) -> torch.nn.Module:
     from n2n_raw.checkpoint import load_model
     from n2n_raw.config import TrainConfig
-    from n2n_raw.train import train
+    from n2n_raw.training.loop import train
     cfg = TrainConfig(mode="raw", steps=steps, epochs=10, batch_size=4, patch_size=128, lr=3e-4, seed=0,
                       device=device, val_every=0, keep_checkpoints=1)
     train(cfg, tmp / "run", force=True, log=lambda s: None)
@@ -59,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     print(f"commit {git_rev(ROOT)}; device {device_name(device)}; torch {torch.__version__}")
-    from n2n_raw.sidd_synth import make_sidd_world
+    from n2n_raw.sim.sidd_world import make_sidd_world
     with tempfile.TemporaryDirectory() as td:
         world = make_sidd_world(Path(td) / "world", scenes_per_phone=0, n_images=args.images,
                                 blocks_per_image=2, seed=11)

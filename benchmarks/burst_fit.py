@@ -4,7 +4,7 @@
     python benchmarks/burst_fit.py --sweep --steps 300 --lr 1e-3 --json out.json   # one point of a settings sweep
 
 BURST_DIR (default ``../shared/data/real_raw/burst_lowlight``, relative to the repository) holds K frames of
-one static scene. The denoiser is trained on all K frames by :func:`n2n_raw.fit.fit` (the ``n2n-raw fit``
+one static scene. The denoiser is trained on all K frames by :func:`n2n_raw.jobs.fit.fit` (the ``n2n-raw fit``
 command: no clean image, no noise model) and denoises each of them.
 
 Scoring. The reference of frame k is the mean of the other K−1 frames: their noise is independent of frame
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
-from n2n_raw.fit import FIT_DEFAULTS  # noqa: E402
+from n2n_raw.jobs.fit import FIT_DEFAULTS  # noqa: E402
 
 SIGMAS = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)  # oracle σ grid, CFA-plane pixels
 
@@ -118,10 +118,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from n2n_raw.checkpoint import load_model
-    from n2n_raw.fit import fit, fit_config
-    from n2n_raw.infer import denoise_mosaic
+    from n2n_raw.jobs.fit import fit, fit_config
+    from n2n_raw.inference.tiling import denoise_mosaic
     from n2n_raw.io.camera_raw import find_raws, read_raw
-    from n2n_raw.train import train
+    from n2n_raw.training.loop import train
     files = find_raws(args.burst)
     K = len(files)
     if K < 3:

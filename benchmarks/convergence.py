@@ -44,10 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import VALIDATION, device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
-from n2n_raw import metrics  # noqa: E402
+from n2n_raw.evaluation import metrics  # noqa: E402
+from n2n_raw.io.images import quantize_uint8  # noqa: E402
 from n2n_raw.config import TrainConfig  # noqa: E402
 from n2n_raw.io.images import read_rgb, validation_folder_images  # noqa: E402
-from n2n_raw.train import train  # noqa: E402
+from n2n_raw.training.loop import train  # noqa: E402
 
 VARIANTS = {
     "kaiming": {"init": "kaiming"},
@@ -97,11 +98,11 @@ def srgb_task(tmp: Path, validation: Path = VALIDATION, crop: int = 256):
         c = im[y:y + crop, x:x + crop]
         clean.append(c)
         noisy.append((c.astype(np.float32) / 255 + rng.normal(0, 25 / 255, c.shape)).astype(np.float32))
-    noisy_psnr = float(np.mean([metrics.psnr_uint8(metrics.quantize_uint8(np.clip(n, 0, 1)), c)
+    noisy_psnr = float(np.mean([metrics.psnr_uint8(quantize_uint8(np.clip(n, 0, 1)), c)
                                 for n, c in zip(noisy, clean)]))
 
     def evaluator(device):
-        from n2n_raw.infer import forward_padded
+        from n2n_raw.inference.tiling import forward_padded
 
         def run(model):
             model.eval()
@@ -109,7 +110,7 @@ def srgb_task(tmp: Path, validation: Path = VALIDATION, crop: int = 256):
             for n, c in zip(noisy, clean):
                 x = torch.from_numpy(n.transpose(2, 0, 1).copy())[None].to(device)
                 pred = forward_padded(model, x, "fp32")[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-                scores.append(metrics.psnr_uint8(metrics.quantize_uint8(pred), c))
+                scores.append(metrics.psnr_uint8(quantize_uint8(pred), c))
             return float(np.mean(scores)), 0.0
         return run
     return str(train_dir), evaluator, noisy_psnr, {"batch_size": 4, "patch_size": 64, "noise": "gauss25"}
@@ -118,7 +119,7 @@ def srgb_task(tmp: Path, validation: Path = VALIDATION, crop: int = 256):
 def raw_training_store(path: Path, count: int) -> str:
     """A store of ``count`` mosaics of the built-in training set's recipe (the first 10 are the built-in set),
     each with its clean mosaic: more (noisy, clean) pairs for the supervised ceiling."""
-    from n2n_raw.data import default_raw_items
+    from n2n_raw.training.sources import default_raw_items
     from n2n_raw.io.store import StoreWriter
     with StoreWriter(path, "raw") as w:
         for it in default_raw_items(count):
@@ -128,9 +129,9 @@ def raw_training_store(path: Path, count: int) -> str:
 
 
 def raw_task(tmp: Path, mosaics: int = 10):
-    from n2n_raw.infer import denoise_blocks
+    from n2n_raw.inference.tiling import denoise_blocks
     from n2n_raw.io.sidd import block_cfas, read_blocks
-    from n2n_raw.sidd_synth import make_sidd_world
+    from n2n_raw.sim.sidd_world import make_sidd_world
     world = make_sidd_world(tmp / "world", scenes_per_phone=0, n_images=10, blocks_per_image=2, seed=11)
     noisy, gt = read_blocks(world["val_noisy"]), read_blocks(world["val_gt"])
     cfas = block_cfas(noisy.shape[0])

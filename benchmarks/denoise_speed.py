@@ -46,10 +46,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
-from n2n_raw import bayer, infer  # noqa: E402
+from n2n_raw.inference import tiling  # noqa: E402
+from n2n_raw.method import bayer
 from n2n_raw.accel import place_model  # noqa: E402
-from n2n_raw.metrics import MEGAPIXEL  # noqa: E402
-from n2n_raw.unet import UNet  # noqa: E402
+from n2n_raw.evaluation.metrics import MEGAPIXEL  # noqa: E402
+from n2n_raw.method.unet import UNet  # noqa: E402
 
 
 class PeakRSS:
@@ -119,8 +120,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = place_model(UNet(4, 4).eval(), device)
     print(f"commit {git_rev(ROOT)}; device {device_name(device)}; torch {torch.__version__}; fp32; raw U-Net "
-          f"(random init), RGGB mosaic, rggb mode; memory at hand {infer.available_memory(device) / 1e9:.1f} GB")
-    infer.forward_padded(model, torch.rand(1, 4, 64, 64, device=device), "fp32")  # warm-up (oneDNN/cuDNN)
+          f"(random init), RGGB mosaic, rggb mode; memory at hand {tiling.available_memory(device) / 1e9:.1f} GB")
+    tiling.forward_padded(model, torch.rand(1, 4, 64, 64, device=device), "fp32")  # warm-up (oneDNN/cuDNN)
     print(f"{'mosaic':>11} {'MP':>5} {'case':<8} {'s':>7} {'× untiled':>9} {'peak GB':>8} {'est. GB':>8}  plan")
     for size in args.sizes.split(","):
         w, h = (int(v) for v in size.lower().split("x"))
@@ -129,12 +130,12 @@ def main() -> None:
         x = packed[None].to(device)
         plans: list = []
         # partial binds the arrays now (a lambda would look them up after the `del` below)
-        cases = [("untiled", partial(infer.forward_padded, model, x, "fp32"), None),
-                 ("auto", partial(infer.denoise_mosaic, model, mosaic, "RGGB", "rggb", device=device,
+        cases = [("untiled", partial(tiling.forward_padded, model, x, "fp32"), None),
+                 ("auto", partial(tiling.denoise_mosaic, model, mosaic, "RGGB", "rggb", device=device,
                                   precision="fp32", log=plans.append), None)]
         if not args.skip_forced:
             budget = int(args.budget_gb * 1e9)
-            cases.append(("forced", partial(infer.denoise_mosaic, model, mosaic, "RGGB", "rggb", device=device,
+            cases.append(("forced", partial(tiling.denoise_mosaic, model, mosaic, "RGGB", "rggb", device=device,
                                             precision="fp32", budget=budget, log=plans.append), budget))
         runs: dict[str, list] = {name: [] for name, _, _ in cases}
         for r in range(args.repeats):
@@ -151,7 +152,7 @@ def main() -> None:
             if plan is not None:
                 est, text = f"{plan.peak_bytes / 1e9:8.2f}", plan.describe(scale=2)
             else:
-                est = f"{infer.plan_tiles(model, tuple(packed.shape), device, budget=1 << 62).peak_bytes / 1e9:8.2f}"
+                est = f"{tiling.plan_tiles(model, tuple(packed.shape), device, budget=1 << 62).peak_bytes / 1e9:8.2f}"
                 text = "one forward pass of the packed input"
             spread = f" ({min(times):.1f}-{max(times):.1f} s)" if len(times) > 1 else ""
             print(f"{w:>5}×{h:<5} {w * h / MEGAPIXEL:5.1f} {name:<8} {dt:7.1f} {dt / floor:9.2f} {peak / 1e9:8.2f} "
@@ -162,23 +163,23 @@ def main() -> None:
 
 
 def _packed_input(mosaic: np.ndarray) -> torch.Tensor:
-    """The U-Net's input for a mosaic: packed (RGGB), padded to the 32-grid as n2n_raw.infer pads it."""
+    """The U-Net's input for a mosaic: packed (RGGB), padded to the 32-grid as n2n_raw.inference.tiling pads it."""
     packed, _ = bayer.to_packed(torch.from_numpy(mosaic), "RGGB", "rggb")
     ph, pw = packed.shape[-2:]
-    return infer.pad_reflect(packed[None], -(-ph // 32) * 32, -(-pw // 32) * 32)
+    return tiling.pad_reflect(packed[None], -(-ph // 32) * 32, -(-pw // 32) * 32)
 
 
 def bare_case(args) -> None:
     """``--bare CASE --work DIR`` (run by ``--cli`` as a child process): one forward pass of the work folder's
     mosaic, after a small warm-up pass; prints the seconds and saves the output beside the mosaic."""
     from n2n_raw.checkpoint import load_model
-    from n2n_raw.export import _cpu_copy, write_onnx
+    from n2n_raw.inference.onnx_engine import cpu_copy, write_onnx
     work = Path(args.work)
     base, _ = load_model(work / "run")
     x = _packed_input(np.load(work / "mosaic.npy"))
     if args.bare == "onnxruntime":
         import onnxruntime as ort
-        write_onnx(_cpu_copy(base), 4, work / "model.onnx")
+        write_onnx(cpu_copy(base), 4, work / "model.onnx")
         sess = ort.InferenceSession(str(work / "model.onnx"), providers=["CPUExecutionProvider"])
         run = lambda t: sess.run(None, {"input": t.numpy()})[0]  # noqa: E731
     else:

@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import VALIDATION, git_rev  # noqa: E402
-from n2n_raw.bayer import to_packed  # noqa: E402
-from n2n_raw.data import default_raw_items  # noqa: E402
+from n2n_raw.method.bayer import to_packed  # noqa: E402
+from n2n_raw.training.sources import default_raw_items  # noqa: E402
 from n2n_raw.io.images import read_rgb, validation_folder_images  # noqa: E402
-from n2n_raw.subsample import draw_masks, subsample  # noqa: E402
+from n2n_raw.method.subsample import draw_masks, subsample  # noqa: E402
 
 
 def mismatch(x: torch.Tensor, g: torch.Generator, draws: int = 8) -> float:

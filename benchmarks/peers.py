@@ -15,12 +15,12 @@ Methods (``--methods``, each timed in wall seconds and scored):
 - ``noisy``: the input as read.
 - ``bm3d``: BM3D with the generalized Anscombe transform (GAT) on the four packed CFA planes, as the SIDD and
   Neighbor2Neighbor papers' baseline: per 2×2 position plane p, the blind noise profile (a_p, b_p) (var =
-  a·x + b, from :func:`n2n_raw.noise_profile.estimate_profile` on the photo itself: what a user has), the GAT
-  (:func:`n2n_raw.vst.gat`: unit noise variance), ``bm3d.bm3d(z, sigma_psd=1)`` with the package's default
+  a·x + b, from :func:`n2n_raw.method.noise_profile.estimate_profile` on the photo itself: what a user has), the GAT
+  (:func:`n2n_raw.method.vst.gat`: unit noise variance), ``bm3d.bm3d(z, sigma_psd=1)`` with the package's default
   profile "np" (on the real set's 256-pixel crops, sidd / lowlight level: np 49.67 / 52.18 dB, "high" 49.19 /
   51.05, "vn" 49.31 / 52.04; "refilter" fails in bm3d 4.0.3 with a scalar σ), and the closed-form
   approximation of the exact unbiased inverse (Mäkitalo–Foi,
-  :func:`n2n_raw.vst.gat_inverse_unbiased`). Its time is per photo, read + profile estimate + 4 planes,
+  :func:`n2n_raw.method.vst.gat_inverse_unbiased`). Its time is per photo, read + profile estimate + 4 planes,
   summed over the set's photos (``bm3d`` runs its own threads).
 - ``fit``: the ``n2n-raw fit PHOTOS --out RUN --denoised DIR`` command as a subprocess on all the set's photos
   at once (a user's photos: train on them, denoise every one), once per ``--fit NAME=ARGS`` variant (ARGS are
@@ -50,13 +50,13 @@ Data sets (``--sets``):
   as a 16-bit DNG with black 1024 and white 16383 (:data:`DNG_BLACK`, :data:`DNG_WHITE`: noise below black and
   above white survives; 1 unit = 15359 DN, so rounding adds ≈ 3.5e-10 of variance) and read back to check it.
   fit trains on one level's 4 DNGs together.
-- ``sidd``: the synthetic SIDD world's (``n2n_raw.sidd_synth.make_sidd_world``) validation blocks, 256×256,
+- ``sidd``: the synthetic SIDD world's (``n2n_raw.sim.sidd_world.make_sidd_world``) validation blocks, 256×256,
   ``--sidd-images`` images × ``--sidd-blocks`` blocks, each written as a DNG (the world's noisy block as
   given: Gaussian approximation of shot + read noise with the ISO's (a, b), clipped to [0, 1] like SIDD),
   in the CFA of the block's phone. The true (a, b) are recorded beside BM3D's blind estimate.
 
 ``real`` and ``sidd`` are scored in the SIDD convention: the estimate clamped to [0, 1], PSNR with data range
-1 on the mosaic, MATLAB-style SSIM (``n2n_raw.metrics.ssim_matlab``, data range 1) averaged over the 4 packed
+1 on the mosaic, MATLAB-style SSIM (``n2n_raw.evaluation.metrics.ssim_matlab``, data range 1) averaged over the 4 packed
 CFA planes; means over photos. Data sets are written under ``--work`` (default a temporary folder, removed at
 the end) and reused when their parameters match; ``--crop N`` cuts a central N×N window (even offsets) of each
 reference mosaic and of each burst frame (then written as DNGs beside the others), for quick runs.
@@ -150,12 +150,12 @@ def write_mosaic_dng(path: Path, y: np.ndarray, cfa: str, black: float = DNG_BLA
 
 
 def _vst():
-    from n2n_raw import vst
+    from n2n_raw.method import vst
     return vst.gat, vst.gat_inverse_unbiased
 
 
 def _estimate_profile():
-    from n2n_raw.noise_profile import estimate_profile
+    from n2n_raw.method.noise_profile import estimate_profile
     return estimate_profile
 
 
@@ -261,7 +261,8 @@ def build_sidd(work: Path, n_images: int = 8, blocks: int = 2, crop: int | None 
     """The synthetic SIDD world's validation blocks as DNGs under ``work/sidd``."""
     from n2n_raw.io.camera_raw import read_raw
     from n2n_raw.io.sidd import BLOCK_SCENES, PHONE_CFA, parse_scene_name, read_blocks
-    from n2n_raw.sidd_synth import make_sidd_world, raw_noise_params
+    from n2n_raw.method.noise import raw_noise_params
+    from n2n_raw.sim.sidd_world import make_sidd_world
     folder = work / "sidd"
     params = {"n_images": n_images, "blocks": blocks, "crop": crop, "seed": seed, "black": DNG_BLACK,
               "white": DNG_WHITE}
@@ -357,7 +358,7 @@ def run_fit(ds: DataSet, args: str, work: Path, keep: bool = False, log=print) -
 
 def score(ds: DataSet, est: dict[int, np.ndarray]) -> dict:
     """Per-photo and mean scores of estimates ``est`` (photo index → mosaic) over ``ds.scored``."""
-    from n2n_raw.metrics import ssim_matlab
+    from n2n_raw.evaluation.metrics import ssim_matlab
     names = [ds.photos[i].name for i in ds.scored]
     if ds.burst:
         x = np.stack([p.noisy for p in ds.photos])

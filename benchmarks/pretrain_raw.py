@@ -10,7 +10,7 @@ What it learns from (nothing of a user's, no real noise, none of the benchmark's
 - clean linear content: the sRGB photographs of Kodak (24, four held out for the printed validation), BSD300
   test (100) and Set14 (12) (``../shared/data/validation``; see datasets/README.md), turned back into linear
   light (inverse sRGB curve), each also at half size (area mean: sharper, with less of the JPEG and demosaicking
-  softness of the originals), plus 48 dead-leaves images (:mod:`n2n_raw.synthetic`);
+  softness of the originals), plus 48 dead-leaves images (:mod:`n2n_raw.sim.dead_leaves`);
 - each crop becomes an RGGB mosaic under a random camera: white-balance-like gains for R and B (0.3–1 of G),
   an exposure from 1/200 to 1 (log-uniform), and random flips and transposition of the RGB crop first;
 - Poisson–Gaussian noise a·P(x/a) + N(0, b) with log10 a uniform in [−4.5, −1.3], b = a²·10^u with u uniform in
@@ -42,10 +42,10 @@ sys.path.insert(0, str(ROOT))
 from common import VALIDATION, device_name, git_rev  # noqa: E402
 from n2n_raw.checkpoint import load_model, save_checkpoint  # noqa: E402
 from n2n_raw.io.images import read_rgb  # noqa: E402
-from n2n_raw.pretrained import GatUNet  # noqa: E402
-from n2n_raw.sidd_synth import srgb_to_linear  # noqa: E402
-from n2n_raw.synthetic import dead_leaves  # noqa: E402
-from n2n_raw.unet import UNet  # noqa: E402
+from n2n_raw.method.gat_unet import GatUNet  # noqa: E402
+from n2n_raw.sim.sidd_world import srgb_to_linear  # noqa: E402
+from n2n_raw.sim.dead_leaves import dead_leaves  # noqa: E402
+from n2n_raw.method.unet import UNet  # noqa: E402
 
 HELD_OUT = 4  # the first Kodak images, kept for the printed validation
 
@@ -139,7 +139,7 @@ def ship(ckpt: Path) -> None:
     """Copy a checkpoint to the package's ``weights/`` with the settings of every stage that made it (following
     ``--init`` back), folders reduced to their names: what a user reads with ``n2n-raw info``."""
     from n2n_raw.checkpoint import resolve
-    from n2n_raw.pretrained import WEIGHTS
+    from n2n_raw.checkpoint import WEIGHTS
     src = resolve(ckpt, "last")
     meta = json.loads(src.read_text())
     stages, at = [], meta

@@ -167,7 +167,7 @@ def write_training_folder(folder: Path, count: int, patch: int, unique: int = 16
     """``count`` JPEGs (q100, 4:4:4 as the reference's dataset_tool.py saves them), ``unique`` distinct ones."""
     sys.path.insert(0, str(ROOT))
     from PIL import Image
-    from n2n_raw.synthetic import dead_leaves_set
+    from n2n_raw.sim.dead_leaves import dead_leaves_set
     w, h = max(500, patch), max(375, patch)  # ImageNet val's usual size; never smaller than a crop
     blobs = []
     for im in dead_leaves_set(min(unique, count), h, w, seed=7):

@@ -110,7 +110,7 @@ def train_checkpoint(dngs: list[Path], work: Path, steps: int | None) -> Path:
     """A raw checkpoint fitted on the benchmark's own DNGs with ``n2n-raw fit``'s library call (no clean
     image, no other data: what a user runs on their photos)."""
     from n2n_raw.checkpoint import list_checkpoints
-    from n2n_raw.fit import fit
+    from n2n_raw.jobs.fit import fit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the no-black-level file warns; the benchmark reports it elsewhere
         fit(dngs, work / "run", steps=steps, force=True, log=lambda s: None)
@@ -146,7 +146,7 @@ def main() -> None:
     print(f"# checkpoint: {how} ({time.perf_counter() - t0:.0f} s)")
 
     from n2n_raw.checkpoint import load_model
-    from n2n_raw.denoise import denoise_file
+    from n2n_raw.inference.photos import denoise_file
     model, meta = load_model(ckpt, expect_mode="raw")
     print("| file | renderer | size source | size identity | size denoised | identity Δ | denoised Δ | blurred Δ "
           "| raw Δ denoised | raw Δ blurred |")

@@ -37,9 +37,10 @@ sys.path.insert(0, str(ROOT))
 
 from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
 from n2n_raw.config import TrainConfig  # noqa: E402
-from n2n_raw.data import SrgbSource, load_source, make_batch  # noqa: E402
+from n2n_raw.training.batches import make_batch  # noqa: E402
+from n2n_raw.training.sources import SrgbSource, load_source  # noqa: E402
 from n2n_raw.io.store import Store, StoreWriter  # noqa: E402
-from n2n_raw.synthetic import dead_leaves_set  # noqa: E402
+from n2n_raw.sim.dead_leaves import dead_leaves_set  # noqa: E402
 
 SIDE = 512
 MARGIN = 64  # offsets of the cut: 64² × 4 distinct images

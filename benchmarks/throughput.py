@@ -34,11 +34,12 @@ sys.path.insert(0, str(ROOT))
 
 from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
 from n2n_raw.accel import place_model  # noqa: E402
-from n2n_raw.data import RawSource, SrgbSource, default_raw_items, make_batch  # noqa: E402
-from n2n_raw.infer import run_batched  # noqa: E402
-from n2n_raw.metrics import MEGAPIXEL  # noqa: E402
-from n2n_raw.synthetic import dead_leaves_set  # noqa: E402
-from n2n_raw.unet import UNet  # noqa: E402
+from n2n_raw.training.batches import make_batch  # noqa: E402
+from n2n_raw.training.sources import RawSource, SrgbSource, default_raw_items  # noqa: E402
+from n2n_raw.inference.tiling import run_batched  # noqa: E402
+from n2n_raw.evaluation.metrics import MEGAPIXEL  # noqa: E402
+from n2n_raw.sim.dead_leaves import dead_leaves_set  # noqa: E402
+from n2n_raw.method.unet import UNet  # noqa: E402
 
 GFLOP_PER_CROP = {"srgb": 68.0 / (256 * 256), "raw": 17.0 / (256 * 256)}  # per input pixel of the crop
 PEAK_TFLOPS = {"H100": 800.0, "H200": 800.0}
@@ -126,7 +127,7 @@ def bench_ours(mode, batch, patch, device, steps, warmup, opts):
     data. Timed from its own metrics: the last ``steps`` steps, after at least ``warmup`` steps (compilation
     and CUDA-graph recording happen there)."""
     from n2n_raw.config import TrainConfig
-    from n2n_raw.train import train
+    from n2n_raw.training.loop import train
     rounds = 1 + -(-warmup // steps)  # warm-up rounded up to whole logging intervals, then one timed one
     cfg = TrainConfig(mode=mode, steps=steps * rounds, epochs=1, batch_size=batch, patch_size=patch,
                       device=device.type, val_every=0, pictures=False, log_every=steps, default_data_size=64, **opts)
@@ -172,8 +173,8 @@ def bench_submit(device, precision, cfa_mode="rggb"):
     """The real ``submit-sidd`` path on a full-size 40×32 synthetic block file (untrained raw U-Net): the
     denoising time it reports (after a warm-up on CUDA) and the wall time of the whole call."""
     from n2n_raw import checkpoint as ckpt
-    from n2n_raw.sidd_synth import make_sidd_world
-    from n2n_raw.submit import submit
+    from n2n_raw.sim.sidd_world import make_sidd_world
+    from n2n_raw.jobs.submit import submit
     with tempfile.TemporaryDirectory() as td:
         world = make_sidd_world(Path(td) / "w", scenes_per_phone=0, n_images=40, blocks_per_image=32,
                                 frame_size=(512, 640))

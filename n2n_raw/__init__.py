@@ -9,6 +9,6 @@ __all__ = ["Denoiser", "__version__"]
 def __getattr__(name: str):
     # Imported on first use: `import n2n_raw` (and the CLI's --help) stays free of torch.
     if name == "Denoiser":
-        from .denoiser import Denoiser
+        from n2n_raw.denoiser import Denoiser
         return Denoiser
     raise AttributeError(f"module 'n2n_raw' has no attribute {name!r}")

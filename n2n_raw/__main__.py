@@ -1,3 +1,3 @@
-from .cli import main
+from n2n_raw.cli import main
 
 main()

@@ -22,8 +22,8 @@ from typing import Callable
 
 import torch
 
-from .config import STORAGES, SWITCHES
-from .errors import InputError, check_choice
+from n2n_raw.config import STORAGES, SWITCHES
+from n2n_raw.errors import InputError, check_choice
 
 # Small batches are launch-bound: one CUDA graph replays the step's hundreds of kernels in one go.
 CUDA_GRAPH_MAX_BATCH = 16
@@ -72,7 +72,7 @@ def inference_precision(precision: str) -> str:
 
 def autocast(device: torch.device, precision: str):
     """The autocast context of ``precision`` on ``device`` (a no-op for fp32). Losses and their
-    reductions are cast to fp32 by the caller (see :func:`n2n_raw.loss.n2n_loss`)."""
+    reductions are cast to fp32 by the caller (see :func:`n2n_raw.method.loss.n2n_loss`)."""
     if use_bf16(device, precision):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -5,7 +5,7 @@ Every layer names CFAs (file readers, the configuration, the method), so these f
 """
 from __future__ import annotations
 
-from .errors import InputError, check_choice
+from n2n_raw.errors import InputError, check_choice
 
 CFAS = ("RGGB", "BGGR", "GRBG", "GBRG")
 CFA_MODES = ("rggb", "positional")

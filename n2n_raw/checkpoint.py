@@ -16,15 +16,18 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
-from .errors import InputError, check_choice
-from .io.atomic import atomic_path
-from .pretrained import GatUNet
-from .unet import UNet
+from n2n_raw import __version__
+from n2n_raw.errors import InputError, check_choice
+from n2n_raw.io.atomic import atomic_path
+from n2n_raw.method.gat_unet import GatUNet
+from n2n_raw.method.unet import UNet
 
 FORMAT = "n2n-raw-checkpoint"
 ARCH = "n2n-unet48"
 _NAME = re.compile(r"^ckpt-(\d{8,})\.json$")
+#: The raw model that ships with the package (:class:`n2n_raw.method.gat_unet.GatUNet`; made by
+#: ``benchmarks/pretrain_raw.py``): a normal checkpoint, JSON + safetensors.
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "raw-gat-unet.json"
 
 
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
@@ -198,3 +201,12 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, meta: dict, tensors: dic
     impl = ("fused", "foreach", "capturable", "differentiable")
     groups = [{**g, **{k: now[k] for k in impl if k in now}} for g, now in zip(groups, optimizer.param_groups)]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def starting_model(spec: str) -> torch.nn.Module:
+    """The model a run starts from (``--start-from``): ``"pretrained"`` (the shipped :class:`GatUNet`) or a raw
+    run folder / checkpoint (its newest checkpoint). Raises InputError for what cannot start a raw run."""
+    model, meta = load_model(WEIGHTS if spec == "pretrained" else spec, which="last")
+    if meta.get("mode") != "raw" or model.in_ch != 4:
+        raise InputError(f"--start-from {spec}: a raw checkpoint is needed, this one is {meta.get('mode')}")
+    return model.train()

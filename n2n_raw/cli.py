@@ -22,9 +22,12 @@ from typing import List, Optional
 
 import typer
 
-from .config import MODES, NOISES, TrainConfig  # no torch: train --help is built from its fields
-from .errors import InputError, check_choice
-from .fit import FIT_DEFAULTS, SCRATCH_DEFAULTS  # light: --help shows fit's defaults without importing torch
+from n2n_raw.config import MODES, NOISES, TrainConfig  # no torch: train --help is built from its fields
+from n2n_raw.errors import InputError, check_choice
+from n2n_raw.jobs.fit import (  # light: --help shows fit's defaults without importing torch
+    FIT_DEFAULTS,
+    SCRATCH_DEFAULTS,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Self-supervised Neighbor2Neighbor denoising for raw and sRGB images.")
@@ -65,7 +68,7 @@ def _out(text: str = "") -> None:
 
 
 def _hook(desc: str, unit: str = "it"):
-    from .progress import ProgressHook
+    from n2n_raw.progress import ProgressHook
     return ProgressHook(desc, unit)
 
 
@@ -91,7 +94,7 @@ def prepare_srgb(input_dir: Path = typer.Argument(..., help="Folder of images (s
                  workers: Optional[int] = typer.Option(None, help="Decoding processes (default: all cores)."),
                  force: bool = typer.Option(False, help="Overwrite OUTPUT if it exists.")):
     """Keep every readable image with both sides within [min, max], as RGB, in one store (the paper's filter)."""
-    from .prepare import prepare_srgb as run
+    from n2n_raw.jobs.prepare import prepare_srgb as run
     if min_size < 1 or max_size < min_size:
         raise InputError(f"--min-size/--max-size: need 1 <= min <= max, got {min_size}, {max_size}")
     hook = _hook("prepare srgb", "img")
@@ -110,7 +113,7 @@ def prepare_sidd(input_dir: Path = typer.Argument(..., help="SIDD_Medium_Raw fol
                  workers: Optional[int] = typer.Option(None, help="Reading threads."),
                  force: bool = typer.Option(False, help="Overwrite OUTPUT if it exists.")):
     """Every *_NOISY_RAW_*.MAT frame, in MATLAB orientation, with CFA, phone, ISO and scene from its metadata."""
-    from .prepare import prepare_sidd as run
+    from n2n_raw.jobs.prepare import prepare_sidd as run
     hook = _hook("prepare sidd", "frame")
     c = run(input_dir, output, with_gt=with_gt, workers=_workers(workers), force=force, progress=hook)
     hook.close()
@@ -125,7 +128,7 @@ def prepare_dng(input_dir: Path = typer.Argument(..., help="Folder of camera raw
                 workers: Optional[int] = typer.Option(None, help="Reading threads."),
                 force: bool = typer.Option(False, help="Overwrite OUTPUT if it exists.")):
     """Every camera raw file (DNG, NEF, CR2, ...), normalised with its black and white levels, with its CFA."""
-    from .prepare import prepare_dng as run
+    from n2n_raw.jobs.prepare import prepare_dng as run
     hook = _hook("prepare dng", "file")
     c = run(input_dir, output, workers=_workers(workers), force=force, progress=hook)
     hook.close()
@@ -188,7 +191,7 @@ def _kw(name: str, annotation, option) -> inspect.Parameter:
 def train(ctx: typer.Context, out: Path, resume: bool, force: bool, **options):
     """Train a Neighbor2Neighbor U-Net (paper defaults; see the README for every default's source), or with
     --target supervised the same U-Net on noisy → clean pairs (noise2noise: noisy → independently noisy)."""
-    from .train import train as run
+    from n2n_raw.training.loop import train as run
     if resume and force:
         raise InputError("--resume and --force: choose one")
     if options["mode"] is None:
@@ -250,7 +253,7 @@ def fit(photos: List[Path] = typer.Argument(..., help="Camera raw files (DNG, NE
                                              "RUN/ID.onnx (onnx); checked before training.")):
     """Denoise your own raw photos, nothing else needed: train on them (self-supervised), then denoise each
     into a DNG (the source's metadata kept) and a PNG preview."""
-    from .fit import fit as run
+    from n2n_raw.jobs.fit import fit as run
     res = run(photos, out, denoised_dir=denoised, steps=steps, lr=lr, batch_size=batch_size, patch_size=patch_size,
               seed=seed, force=force, device=device, precision=precision, start_from=start_from, target=target,
               ensemble=ensemble,
@@ -271,7 +274,7 @@ PRECISION_HELP = ("fp32 (default, also for auto) or bf16 (autocast: faster on GP
                   "see benchmarks/RESULTS.md).")
 
 def _write_json(path: Path, obj: dict, force: bool) -> None:
-    from .io.atomic import atomic_path
+    from n2n_raw.io.atomic import atomic_path
     with atomic_path(path, force=force) as tmp:
         tmp.write_text(json.dumps(obj, indent=2))
 
@@ -298,8 +301,8 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
              device: str = typer.Option("auto", help="auto, cpu or cuda.")):
     """Evaluate a checkpoint: the paper's sRGB protocol, or the SIDD raw-block convention (the raw report's
     seconds_per_megapixel counts MP = 2^20 pixels, as the SIDD kit does)."""
-    from .checkpoint import load_model
-    from .accel import inference_precision, pick_device
+    from n2n_raw.accel import inference_precision, pick_device
+    from n2n_raw.checkpoint import load_model
     check_choice(mode, MODES, "--mode", "mode")
     if repeat is not None and repeat < 1:
         raise InputError(f"--repeat: must be >= 1, got {repeat}")
@@ -307,18 +310,18 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
         raise InputError(f"--seed: must be in [0, 2**32), got {seed}")
     if batch_size < 1:
         raise InputError(f"--batch-size: must be >= 1, got {batch_size}")
-    from .bayer import UNIFY
+    from n2n_raw.method.bayer import UNIFY
     check_choice(unify, UNIFY, "--unify")
     precision = inference_precision(precision)
     if report is not None:
-        from .io.atomic import check_writable
+        from n2n_raw.io.atomic import check_writable
         check_writable(report, force)
     model, meta = load_model(checkpoint, expect_mode=mode, which=which)
     _out(f"checkpoint: {meta['chosen']}")
     dev = pick_device(device)
     hook = _hook("evaluate", "img")
     if mode == "srgb":
-        from .evaluate import evaluate_srgb
+        from n2n_raw.evaluation.protocols import evaluate_srgb
         if not data:
             raise InputError("--data: give at least one validation folder")
         check_choice(noise, NOISES, "--noise", "noise")
@@ -328,13 +331,11 @@ def evaluate(checkpoint: Path = typer.Option(..., help="Checkpoint file or run f
             _out(f"{s['name']:<12} {s['count']:>5} evals  PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  "
                  f"(noisy {s['noisy_psnr']:.2f} dB)")
     else:
-        from .evaluate import evaluate_raw
-        from .io.sidd import block_cfas, read_blocks, read_checked_blocks
+        from n2n_raw.evaluation.protocols import evaluate_raw, read_block_pair
+        from n2n_raw.io.sidd import block_cfas
         if noisy is None or gt is None:
             raise InputError("--noisy/--gt: raw evaluation needs both block files")
-        nb, gb = read_checked_blocks(noisy, positions), read_blocks(gt)
-        if nb.shape != gb.shape:
-            raise InputError(f"{gt}: shape {gb.shape} differs from {noisy} {nb.shape}")
+        nb, gb = read_block_pair(noisy, gt, positions)
         rep = evaluate_raw(model, nb, gb, block_cfas(nb.shape[0], cfa), meta.get("cfa_mode", "rggb"),
                            batch_size, dev, precision, progress=hook, unify=unify)
         hook.close()
@@ -389,11 +390,11 @@ def denoise(inputs: List[Path] = typer.Argument(..., help="Images, .npy arrays, 
                                        "torch or onnxruntime.")):
     """Denoise files with a trained checkpoint; outputs keep the inputs' names and sizes. Prints seconds per
     megapixel (MP = 2^20 pixels, as the SIDD kit's TimeMPRaw)."""
-    from .denoiser import Denoiser
-    from .metrics import MEGAPIXEL
+    from n2n_raw.denoiser import Denoiser
+    from n2n_raw.evaluation.metrics import MEGAPIXEL
     if checkpoint is None:
-        from .pretrained import WEIGHTS as checkpoint
-    from .denoise import check_ensemble
+        from n2n_raw.checkpoint import WEIGHTS as checkpoint
+    from n2n_raw.inference.photos import check_ensemble
     d = Denoiser.load(checkpoint, which=which, device=device, precision=precision, tile=_tile_option(tile),
                       engine=engine, ensemble=check_ensemble(ensemble))
     _out(f"checkpoint: {d.meta['chosen']}")
@@ -423,14 +424,14 @@ def export_cmd(run: Path = typer.Argument(..., help="Run folder or checkpoint.")
                force: bool = typer.Option(False, help="Overwrite --out if it exists.")):
     """Write a trained model as ONNX (any runtime) or as a darktable 5.6 package (neural restore: raw denoise for
     raw checkpoints, denoise for sRGB; import it in darktable's preferences → AI → import from file)."""
-    from .export import check_available, check_format, check_model_id
-    from .io.atomic import check_writable
+    from n2n_raw.io.atomic import check_writable
+    from n2n_raw.jobs.export import check_available, check_format, check_model_id
     fmt = check_format(format, out)  # every mistake in the options is caught before the model is loaded
     if fmt == "dtmodel":
         check_model_id(out.stem)
     check_writable(out, force)
     check_available()
-    from .denoiser import Denoiser
+    from n2n_raw.denoiser import Denoiser
     d = Denoiser.load(run, which=which, device="cpu")
     _out(f"checkpoint: {d.meta['chosen']}")
     _out(f"wrote {d.export(out, fmt, force=force).describe()}")
@@ -459,7 +460,7 @@ def submit_sidd(checkpoint: Path = typer.Option(..., help="Raw checkpoint file o
                 device: str = typer.Option("auto", help="auto, cpu or cuda.")):
     """Denoise all benchmark blocks and write a SIDD submission (read back and verified). TimeMPRaw and the
     printed s/MP count a megapixel as 2^20 pixels, as the SIDD kit does."""
-    from .submit import submit
+    from n2n_raw.jobs.submit import submit
     res = submit(checkpoint, blocks, out, fmt=format, cfa=cfa, batch_size=batch_size, force=force,
                  device=device, precision=precision, progress=_hook("denoise blocks", "img"),
                  optional={"MethodName": method_name, "Authors": authors, "PaperTitle": paper_title,
@@ -478,7 +479,7 @@ def demo(out: Path = typer.Option(Path("n2n-demo"), help="Folder for the demo's 
          force: bool = typer.Option(False, help="Reuse/overwrite an existing demo folder.")):
     """The whole raw pipeline on built-in synthetic SIDD-format data: generate → prepare → train → evaluate →
     denoise → submit. Prints PSNR before and after. A few minutes on a laptop CPU."""
-    from .demo import run_demo
+    from n2n_raw.jobs.demo import run_demo
     run_demo(out, steps=steps, force=force, echo=_out)
 
 
@@ -487,12 +488,12 @@ def demo(out: Path = typer.Option(Path("n2n-demo"), help="Folder for the demo's 
 def info(path: Path = typer.Argument(..., help="Run folder, checkpoint, or camera raw photo (.dng, .nef, ...).")):
     """Print a run's (or checkpoint's) configuration, progress, metrics and checkpoints; for a camera raw photo,
     its size, CFA, levels and noise profile (the DNG NoiseProfile tag, else estimated from the photo)."""
-    from .io.camera_raw import RAW_SUFFIXES
+    from n2n_raw.io.camera_raw import RAW_SUFFIXES
     if path.suffix.lower() in RAW_SUFFIXES and not path.is_dir():
-        from .noise_profile import describe_photo
+        from n2n_raw.inference.profile import describe_photo
         _out(describe_photo(path))
         return
-    from .runfolder import describe
+    from n2n_raw.training.runfolder import describe
     _out(describe(path))
 
 

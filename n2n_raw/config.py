@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cfa import CFA_MODES, check_cfa
-from .errors import InputError, check_choice
+from n2n_raw.cfa import CFA_MODES, check_cfa
+from n2n_raw.errors import InputError, check_choice
 
 MODES = ("srgb", "raw")
 TARGETS = ("n2n", "supervised", "noise2noise", "noise2noise-sub", "r2r")

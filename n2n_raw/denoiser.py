@@ -20,6 +20,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from n2n_raw.accel import inference_precision, pick_device, place_model
+from n2n_raw.cfa import check_cfa
+from n2n_raw.checkpoint import load_model
+from n2n_raw.inference import photos
+from n2n_raw.inference.onnx_engine import resolve_engine
+from n2n_raw.jobs.export import export as export_model
+from n2n_raw.jobs.fit import fit as run_fit
+
 
 class Denoiser:
     """A trained Neighbor2Neighbor U-Net and how to apply it.
@@ -29,14 +37,12 @@ class Denoiser:
         meta: the checkpoint's metadata (``mode``, ``cfa_mode``, ``step``, ``metrics``, ``chosen``, ...).
         device: where it runs. precision: "fp32" or "bf16". tile: None (plan from memory) or a forced size.
         engine: "torch", "onnxruntime", or "auto" (ONNX Runtime for large passes on a CPU in fp32 when it is
-            installed, else PyTorch: :func:`n2n_raw.export.resolve_engine`).
-        ensemble: raw: average over 1, 2, 4 or 8 Bayer-preserving views (:data:`n2n_raw.denoise.ENSEMBLES`).
+            installed, else PyTorch: :func:`n2n_raw.inference.onnx_engine.resolve_engine`).
+        ensemble: raw: average over 1, 2, 4 or 8 Bayer-preserving views (:data:`n2n_raw.inference.photos.ENSEMBLES`).
     """
 
     def __init__(self, model: torch.nn.Module, meta: dict, device: str | torch.device = "auto",
                  precision: str = "fp32", tile: int | None = None, engine: str = "auto", ensemble: int = 1):
-        from .accel import inference_precision, pick_device, place_model
-        from .export import resolve_engine
         self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
         self.model = place_model(model, self.device).eval()
         self.meta = meta
@@ -49,7 +55,6 @@ class Denoiser:
     def load(cls, run_or_checkpoint: str | os.PathLike, which: str = "best", **kw) -> "Denoiser":
         """Load a run folder (``which``: "best" by validation PSNR, the newest if never validated, or "last")
         or a checkpoint file. ``kw``: ``device``, ``precision``, ``tile``, ``engine``, ``ensemble`` (see the class)."""
-        from .checkpoint import load_model
         model, meta = load_model(run_or_checkpoint, which=which)
         return cls(model, meta, **kw)
 
@@ -58,10 +63,9 @@ class Denoiser:
             force: bool = False, log: Callable[[str], None] = lambda s: None, **kw) -> "Denoiser":
         """Train on a user's own raw photos (files or folders; self-supervised, nothing else needed) into
         ``run_dir`` (kept: config, metrics, checkpoints) and return the trained Denoiser.
-        ``steps``: None takes :func:`n2n_raw.fit.fit`'s default."""
-        from .fit import fit as run_fit
-        run_fit(list(photos), run_dir, denoised_dir=None, steps=steps, force=force, log=log)
-        return cls.load(run_dir, which="last", **kw)
+        ``steps``: None takes :func:`n2n_raw.jobs.fit.fit`'s default."""
+        result = run_fit(list(photos), run_dir, denoised_dir=None, steps=steps, force=force, log=log)
+        return cls(result["model"], result["meta"], **kw)
 
     @property
     def mode(self) -> str:
@@ -76,34 +80,30 @@ class Denoiser:
         position) or a camera raw / SIDD ``.MAT`` / ``.npy`` file (its own CFA; ``cfa`` overrides). sRGB mode:
         ``x`` (H, W, 3) float in [0, 1] (uint8 is scaled by 1/255), or an image / ``.npy`` file.
         """
-        from .denoise import denoise_array, read_input
         name = "input"
         if isinstance(x, (str, os.PathLike)):
-            inp = read_input(x, self.mode, cfa)
+            inp = photos.read_input(x, self.mode, cfa)
             x, cfa, name = inp.array, inp.cfa, str(x)
         elif isinstance(x, np.ndarray) and x.dtype == np.uint8:
             x = x.astype(np.float32) / 255.0
         elif cfa is not None:
-            from .cfa import check_cfa
             cfa = check_cfa(cfa)
-        return denoise_array(self.model, self.meta, x, cfa, tile=self.tile, device=self.device,
+        return photos.denoise_array(self.model, self.meta, x, cfa, tile=self.tile, device=self.device,
                              precision=self.precision, log=log, name=name, engine=self.engine,
                              ensemble=self.ensemble)
 
     def export(self, path: str | os.PathLike, format: str | None = None, force: bool = False):
         """Write the model as ONNX (``format="onnx"``) or a darktable package (``"dtmodel"``: ``<id>.dtmodel``,
         task ``rawdenoise`` for raw, ``denoise`` for sRGB); None takes the format from ``path``'s suffix.
-        Returns :class:`n2n_raw.export.ExportResult`. See :mod:`n2n_raw.export`."""
-        from .export import export
-        return export(self.model, self.meta, path, format, force=force)
+        Returns :class:`n2n_raw.jobs.export.ExportResult`. See :mod:`n2n_raw.jobs.export`."""
+        return export_model(self.model, self.meta, path, format, force=force)
 
     def denoise_file(self, path: str | os.PathLike, out_dir: str | os.PathLike, cfa: str | None = None,
                      force: bool = False, log: Callable[[str], None] | None = None,
                      keep_tone: bool | None = None) -> tuple[list[Path], int]:
         """Denoise a file into ``out_dir`` as ``n2n-raw denoise`` does; returns (written paths, pixels).
-        ``keep_tone``: camera raws keep their source's low frequencies (:func:`n2n_raw.denoise.restore_tone`);
-        None: as :func:`n2n_raw.denoise.denoise_file` decides for the model."""
-        from .denoise import denoise_file
-        return denoise_file(self.model, self.meta, Path(path), Path(out_dir), tile=self.tile, cfa=cfa, force=force,
+        ``keep_tone``: camera raws keep their source's low frequencies (:func:`n2n_raw.inference.photos.restore_tone`);
+        None: as :func:`n2n_raw.inference.photos.denoise_file` decides for the model."""
+        return photos.denoise_file(self.model, self.meta, Path(path), Path(out_dir), tile=self.tile, cfa=cfa, force=force,
                             device=self.device, precision=self.precision, log=log, keep_tone=keep_tone,
                             engine=self.engine, ensemble=self.ensemble)

@@ -88,7 +88,7 @@ def assert_one_line_error(stderr: str, *names: str) -> str:
 
 
 def write_png_image(path: Path, h: int, w: int, seed: int = 0) -> Path:
-    from n2n_raw.synthetic import dead_leaves
+    from n2n_raw.sim.dead_leaves import dead_leaves
     rng = np.random.default_rng(seed)
     a = (np.clip(dead_leaves(rng, h, w), 0, 1) * 255).round().astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def srgb_ckpt(srgb_run) -> Path:
 @pytest.fixture(scope="session")
 def raw_world(tmp_path_factory) -> dict:
     """A small synthetic SIDD world: 5 scenes × 2 frames of 160×192, 2 images × 2 blocks of 64×64."""
-    from n2n_raw.sidd_synth import make_sidd_world
+    from n2n_raw.sim.sidd_world import make_sidd_world
     return make_sidd_world(tmp_path_factory.mktemp("sidd") / "world", frame_size=(160, 192), n_images=2,
                            blocks_per_image=2, block_size=64, seed=5)
 

@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from n2n_raw import accel
-from n2n_raw.data import DeviceCropper, RawItem, RawSource, SrgbSource, flat_nbytes
+from n2n_raw.training.batches import DeviceCropper, flat_nbytes
+from n2n_raw.training.sources import Item, RawSource, SrgbSource
 from n2n_raw.errors import InputError
-from n2n_raw.loss import n2n_loss
-from n2n_raw.subsample import draw_masks
-from n2n_raw.unet import UNet
+from n2n_raw.method.loss import n2n_loss
+from n2n_raw.method.subsample import draw_masks
+from n2n_raw.method.unet import UNet
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)  # a device object needs no GPU
 
@@ -191,7 +192,7 @@ def test_pinned_cropper_cuts_the_same_crops_on_the_host():
 
 
 def test_flat_nbytes_of_raw_sets_counts_float32_mosaics():
-    items = [RawItem(f"m{i}", (130 + 2 * i, 132), "RGGB", lambda y, x, h, w: np.zeros((h, w), np.float32))
+    items = [Item(f"m{i}", (130 + 2 * i, 132), "RGGB", lambda y, x, h, w: np.zeros((h, w), np.float32))
              for i in range(3)]
     src = RawSource(items, 128)
     assert flat_nbytes(src) == DeviceCropper(src, "cpu").flat.nbytes == 4 * sum((130 + 2 * i) * 132 for i in range(3))
@@ -201,7 +202,7 @@ def _train_final(tmp_path, name, **kw):
     from safetensors.torch import load_file
 
     from n2n_raw.config import TrainConfig
-    from n2n_raw.train import train
+    from n2n_raw.training.loop import train
 
     said = []
     cfg = TrainConfig(mode="srgb", steps=3, epochs=1, patch_size=64, batch_size=2, default_data_size=3, seed=3,

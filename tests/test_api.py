@@ -13,7 +13,7 @@ from conftest import REPO, cli
 from n2n_raw import Denoiser
 from n2n_raw.checkpoint import load_model
 from n2n_raw.errors import InputError
-from n2n_raw.infer import denoise_mosaic
+from n2n_raw.inference.tiling import denoise_mosaic
 
 
 
@@ -89,7 +89,7 @@ def test_wrong_inputs_fail_at_the_door(raw_run, srgb_run):
 def test_restore_tone_takes_the_low_frequencies_of_the_source():
     """A per-plane level shift of the denoised mosaic is undone; the denoised detail (finer than σ) stays;
     a flat noisy source gives back its own per-plane means to within its low-passed noise."""
-    from n2n_raw.denoise import restore_tone
+    from n2n_raw.inference.photos import restore_tone
     rng = np.random.default_rng(6)
     h, w = 130, 194
     clean = np.zeros((h, w), np.float32)

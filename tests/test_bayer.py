@@ -1,4 +1,4 @@
-"""CFA patterns, packing, unification and Bayer-preserving augmentation (n2n_raw.bayer)."""
+"""CFA patterns, packing, unification and Bayer-preserving augmentation (n2n_raw.method.bayer)."""
 import itertools
 import warnings
 
@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from n2n_raw.cfa import CFAS, check_cfa, check_mode
-from n2n_raw import bayer, cfa_check
+from n2n_raw.method import bayer
+from n2n_raw.method import cfa_check
 from n2n_raw.errors import InputError
-from n2n_raw.synthetic import dead_leaves
+from n2n_raw.sim.dead_leaves import dead_leaves
 
 COLOURS = "RGB"
 OPS = list(itertools.product([False, True], repeat=3))  # (hflip, vflip, transpose)

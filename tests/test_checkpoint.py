@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from n2n_raw import checkpoint as ckpt
 from n2n_raw.errors import InputError
-from n2n_raw.unet import UNet
+from n2n_raw.method.unet import UNet
 
 META = {"mode": "srgb", "noise": "gauss25", "epoch": 1}
 

@@ -214,7 +214,7 @@ def test_evaluate_raw_report(raw_run, raw_world, tmp_path):
 
 
 def _expected_submission(ckpt, blocks_path, unify=None) -> np.ndarray:
-    from n2n_raw.infer import denoise_blocks
+    from n2n_raw.inference.tiling import denoise_blocks
     model, meta = load_model(ckpt)
     blocks = sidd.read_blocks(blocks_path)
     pred = denoise_blocks(model, blocks, sidd.block_cfas(blocks.shape[0]), meta["cfa_mode"], 32, "cpu", "fp32",
@@ -228,7 +228,7 @@ def test_unify_option_picks_the_block_path_and_is_reported(raw_ckpt, raw_world, 
     import typer.main
 
     from n2n_raw.cli import app
-    from n2n_raw.infer import BLOCK_UNIFY
+    from n2n_raw.inference.tiling import BLOCK_UNIFY
     commands = typer.main.get_command(app).commands
     for name in ("evaluate", "submit-sidd"):
         assert {p.name: p for p in commands[name].params}["unify"].default == BLOCK_UNIFY == "flip"
@@ -311,7 +311,7 @@ def test_submit_sidd_mat_and_csv(raw_ckpt, raw_world, tmp_path):
 
 
 def test_denoise_raw_mat_frame_and_npy_mosaic(raw_ckpt, raw_world, tmp_path):
-    from n2n_raw.infer import denoise_mosaic
+    from n2n_raw.inference.tiling import denoise_mosaic
     frame = sorted(Path(raw_world["data"]).glob("*_S6_*/*_NOISY_RAW_010.MAT"))[0]  # GRBG, CFA in SubIFDs
     mosaic = sidd.read_frame(frame)
     npy = tmp_path / "mosaic.npy"

@@ -11,7 +11,7 @@ def _final_loss(tmp_path, name, **kw):
     import csv
 
     from n2n_raw.config import TrainConfig
-    from n2n_raw.train import train
+    from n2n_raw.training.loop import train
 
     said = []
     cfg = TrainConfig(mode="srgb", steps=60, epochs=1, patch_size=128, batch_size=4, default_data_size=8, seed=1,
@@ -30,8 +30,9 @@ def test_compiled_step_with_cuda_graphs_trains_like_eager(tmp_path):
 
 @pytest.mark.parametrize("mode", ["srgb", "raw"])
 def test_pinned_crops_equal_host_crops(mode):
-    from n2n_raw.data import DeviceCropper, RawSource, SrgbSource, default_raw_items
-    from n2n_raw.synthetic import dead_leaves_set
+    from n2n_raw.training.batches import DeviceCropper
+    from n2n_raw.training.sources import RawSource, SrgbSource, default_raw_items
+    from n2n_raw.sim.dead_leaves import dead_leaves_set
 
     if mode == "srgb":
         src = SrgbSource.from_images(dead_leaves_set(4, 150, 170, seed=2), list("abcd"), 128)
@@ -54,9 +55,9 @@ BF16_MIN_PSNR_DB = 50.0
 
 
 def test_bf16_inference_is_close_to_fp32():
-    from n2n_raw.infer import run_batched
-    from n2n_raw.metrics import psnr
-    from n2n_raw.unet import UNet
+    from n2n_raw.inference.tiling import run_batched
+    from n2n_raw.evaluation.metrics import psnr
+    from n2n_raw.method.unet import UNet
 
     torch.manual_seed(0)
     model = UNet(4, 4).cuda().eval()

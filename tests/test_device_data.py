@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from n2n_raw.cfa import CFAS
-from n2n_raw import bayer
-from n2n_raw.data import DeviceCropper, RawItem, RawSource, SrgbSource, device_indices, sample_indices
+from n2n_raw.training.batches import DeviceCropper, device_indices, sample_indices
+from n2n_raw.training.sources import Item, RawSource, SrgbSource
 
 
 def _windows_equal(img, crop):
@@ -39,7 +39,7 @@ def test_raw_crops_keep_the_phase(cfa, mode):
     coded = np.zeros((h, w), np.float32)  # value = colour code of the pixel: R=1, G=2, B=3
     for k, c in enumerate(cfa):
         coded[k // 2::2, k % 2::2] = "RGB".index(c) + 1
-    item = RawItem("m", (h, w), cfa, lambda y, x, hh, ww: coded[y:y + hh, x:x + ww])
+    item = Item("m", (h, w), cfa, lambda y, x, hh, ww: coded[y:y + hh, x:x + ww])
     dc = DeviceCropper(RawSource([item], 128, cfa_mode=mode), "cpu")
     g = torch.Generator().manual_seed(3)
     packed = dc.crops(torch.zeros(16, dtype=torch.long), g)
@@ -59,7 +59,7 @@ def test_training_with_data_on_device_is_reproducible(tmp_path):
     from safetensors.torch import load_file
 
     from n2n_raw.config import TrainConfig
-    from n2n_raw.train import train
+    from n2n_raw.training.loop import train
 
     finals = []
     for name in ("a", "b"):

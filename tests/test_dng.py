@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 
 from n2n_raw.cfa import CFAS
-from n2n_raw import bayer
 from n2n_raw.errors import InputError
 from n2n_raw.io import camera_raw, dng, scratch_dng
-from n2n_raw.prepare import prepare_dng
+from n2n_raw.jobs.prepare import prepare_dng
 from n2n_raw.io.store import Store
-from n2n_raw.synthetic import dead_leaves
+from n2n_raw.sim.dead_leaves import dead_leaves
 
 H, W = 34, 50  # even, W not a multiple of 4 (10-bit rows need padding)
 

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from n2n_raw.cfa import CFAS
-from n2n_raw import bayer
-from n2n_raw.denoise import ENSEMBLES, denoise_array
+from n2n_raw.method import bayer
+from n2n_raw.inference.photos import ENSEMBLES, denoise_array
 from n2n_raw.errors import InputError
 
 META = {"mode": "raw", "cfa_mode": "rggb"}

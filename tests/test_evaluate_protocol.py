@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 
 from n2n_raw.errors import InputError
-from n2n_raw.evaluate import add_valid_noise, denoise_protocol, evaluate_srgb, pad_square_reflect, paper_repeat
+from n2n_raw.evaluation.protocols import add_valid_noise, denoise_protocol, evaluate_srgb, pad_square_reflect, paper_repeat
 
 
 class Identity(nn.Module):
@@ -266,10 +266,10 @@ def test_validation_cfa_is_not_the_training_override(raw_world):
     """train --cfa X changes the training data's CFA only; the SIDD validation blocks keep the 40-scene
     table's CFAs unless --val-cfa says otherwise."""
     from n2n_raw.config import TrainConfig
-    from n2n_raw.evaluate import evaluate_raw
+    from n2n_raw.evaluation.protocols import evaluate_raw
     from n2n_raw.io import sidd
-    from n2n_raw.evaluate import make_validator
-    from n2n_raw.unet import UNet
+    from n2n_raw.evaluation.validation import make_validator
+    from n2n_raw.method.unet import UNet
     torch.manual_seed(0)
     model = UNet(4, 4).eval()
     noisy, gt = sidd.read_blocks(raw_world["val_noisy"]), sidd.read_blocks(raw_world["val_gt"])

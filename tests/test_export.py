@@ -1,4 +1,4 @@
-"""ONNX and darktable ``.dtmodel`` export (n2n_raw/export.py), checked without darktable.
+"""ONNX and darktable ``.dtmodel`` export (n2n_raw/jobs/export.py), checked without darktable.
 
 - ONNX Runtime (CPU) runs the exported graphs and agrees with PyTorch to 1e-4, on random inputs and on the real
   DNGs.
@@ -77,8 +77,8 @@ def bayer_session(unpacked):
 
 
 def _torch_model(denoiser):
-    from n2n_raw.export import _cpu_copy
-    return _cpu_copy(denoiser.model)
+    from n2n_raw.inference.onnx_engine import cpu_copy
+    return cpu_copy(denoiser.model)
 
 
 # ------------------------------------------------------------------------------------------------ the package
@@ -141,7 +141,7 @@ def plain(denoiser, tmp_path_factory):
 
 @pytest.mark.parametrize("size", [(64, 96), (96, 160), (160, 64)])
 def test_ort_matches_pytorch_on_random_inputs(denoiser, plain, bayer_session, size):
-    from n2n_raw.export import BayerPlanes
+    from n2n_raw.inference.onnx_engine import BayerPlanes
     model = _torch_model(denoiser)
     x = torch.rand((2, 4, *size), generator=torch.Generator().manual_seed(sum(size))) * 1.3 - 0.15
     with torch.no_grad():
@@ -153,8 +153,8 @@ def test_ort_matches_pytorch_on_random_inputs(denoiser, plain, bayer_session, si
 
 def test_bayer_head_puts_each_value_at_its_photosite(denoiser):
     """The head is pure data movement: output plane FC(r, c) at (r, c) is the model's channel for that site."""
-    from n2n_raw.bayer import unpack
-    from n2n_raw.export import BayerPlanes
+    from n2n_raw.method.bayer import unpack
+    from n2n_raw.inference.onnx_engine import BayerPlanes
     model = _torch_model(denoiser)
     x = torch.rand(1, 4, 64, 64)
     with torch.no_grad():
@@ -171,10 +171,10 @@ def test_bayer_head_puts_each_value_at_its_photosite(denoiser):
 
 def test_ort_matches_pytorch_on_real_dngs(denoiser, plain, bayer_session):
     """The plain and the darktable graph on real packed mosaics (the model's own input), padded to the U-Net's
-    32-pixel multiple as n2n_raw.infer pads them."""
-    from n2n_raw import infer
-    from n2n_raw.bayer import to_packed
-    from n2n_raw.export import BayerPlanes
+    32-pixel multiple as n2n_raw.inference.tiling pads them."""
+    from n2n_raw.inference import tiling
+    from n2n_raw.method.bayer import to_packed
+    from n2n_raw.inference.onnx_engine import BayerPlanes
     from n2n_raw.io.camera_raw import read_raw
     model = _torch_model(denoiser)
     worst = 0.0
@@ -185,7 +185,7 @@ def test_ort_matches_pytorch_on_real_dngs(denoiser, plain, bayer_session):
         r = read_raw(path, clip=False)
         packed, _ = to_packed(torch.from_numpy(np.ascontiguousarray(r.mosaic[window])), r.cfa, "rggb")
         h, w = packed.shape[-2:]
-        x = infer.pad_reflect(packed[None], math.ceil(h / 32) * 32, math.ceil(w / 32) * 32)
+        x = tiling.pad_reflect(packed[None], math.ceil(h / 32) * 32, math.ceil(w / 32) * 32)
         with torch.no_grad():
             y = model(x)
         got = plain.run(None, {"input": x.numpy()})[0]
@@ -197,7 +197,7 @@ def test_ort_matches_pytorch_on_real_dngs(denoiser, plain, bayer_session):
 
 def test_ort_engine_follows_the_models_buffers():
     """The CPU engine re-exports when a buffer changes (a GatUNet is given each photo's noise profile)."""
-    from n2n_raw.export import ort_forward
+    from n2n_raw.inference.onnx_engine import ort_forward
 
     class Gain(torch.nn.Module):
         def __init__(self):
@@ -217,7 +217,7 @@ def test_ort_engine_follows_the_models_buffers():
 
 def test_engines_agree_and_auto_picks_by_size(fitted, tmp_path):
     from n2n_raw import Denoiser
-    from n2n_raw.export import ORT_MIN_PIXELS, pass_engine
+    from n2n_raw.inference.onnx_engine import ORT_MIN_PIXELS, pass_engine
     yy, xx = np.mgrid[0:250, 0:330]
     m = (0.2 + 0.1 * np.sin(yy / 9.0) * np.cos(xx / 13.0)
          + np.random.default_rng(7).normal(0, 0.01, yy.shape)).astype(np.float32)  # a scene with noise
@@ -339,12 +339,12 @@ def _n2n_denoise_dn(denoiser, adc, cfa, black, white) -> np.ndarray:
     them (clipped to [0, white], not rounded). The model keeps the buffers it was saved with: a model that
     ``denoise`` gives each photo's noise profile (a GatUNet) is compared with the profile the package holds,
     since darktable can give it no other."""
-    from n2n_raw import infer
+    from n2n_raw.inference import tiling
     b = np.asarray(black, np.float64).reshape(2, 2)
     h, w = adc.shape
     tiles = lambda a: a.reshape(h // 2, 2, w // 2, 2)  # noqa: E731
     x01 = ((tiles(adc) - b[None, :, None, :]) / (white - b)[None, :, None, :]).reshape(h, w).astype(np.float32)
-    y01 = infer.denoise_mosaic(denoiser.model, x01, cfa, denoiser.meta.get("cfa_mode", "rggb"), device="cpu",
+    y01 = tiling.denoise_mosaic(denoiser.model, x01, cfa, denoiser.meta.get("cfa_mode", "rggb"), device="cpu",
                                engine=denoiser.engine)
     dn = tiles(y01.astype(np.float64)) * (white - b)[None, :, None, :] + b[None, :, None, :]
     return np.clip(dn.reshape(h, w), 0, white)
@@ -499,7 +499,7 @@ def test_srgb_checkpoint_exports_to_the_rgb_denoise_task(srgb_ckpt, tmp_path):
 @pytest.fixture(scope="module")
 def positional_ckpt(tmp_path_factory) -> Path:
     from n2n_raw.checkpoint import save_checkpoint
-    from n2n_raw.unet import UNet
+    from n2n_raw.method.unet import UNet
     run = tmp_path_factory.mktemp("positional")
     torch.manual_seed(0)
     return save_checkpoint(run, 1, UNet(4, 4), None, {"mode": "raw", "target": "n2n", "cfa_mode": "positional",

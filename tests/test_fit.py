@@ -1,4 +1,4 @@
-"""`n2n-raw fit`: train on the user's own raw photos, then denoise them (n2n_raw/fit.py and the CLI)."""
+"""`n2n-raw fit`: train on the user's own raw photos, then denoise them (n2n_raw/jobs/fit.py and the CLI)."""
 from __future__ import annotations
 
 import json
@@ -133,7 +133,7 @@ def test_fit_on_a_real_camera_raw(tmp_path):
     src = REAL / "kodak_dc50.kdc"
     if not src.is_file():
         pytest.skip("real_raw data not present")
-    from n2n_raw.fit import fit
+    from n2n_raw.jobs.fit import fit
     from n2n_raw.io import camera_raw
     res = fit([src], tmp_path / "run", steps=2, batch_size=1, patch_size=128, device="cpu", log=lambda s: None)
     (out_dng, out_png), = res["outputs"]
@@ -144,7 +144,7 @@ def test_fit_on_a_real_camera_raw(tmp_path):
 
 
 def test_find_photos_dedupes_and_keeps_order(photos):
-    from n2n_raw.fit import find_photos
+    from n2n_raw.jobs.fit import find_photos
     got = find_photos([photos / "sub" / "b.DNG", photos, photos / "a.dng"])
     assert [f.name for f in got] == ["b.DNG", "a.dng"]
 
@@ -161,7 +161,7 @@ def test_fit_starts_from_the_shipped_model_with_the_photos_profile(fitted):
     4/4031 per normalised unit; b: the read noise's 6² DN² plus the shot noise of the 64-DN black offset,
     which noisy_dng draws too, 4·64 DN²)."""
     from n2n_raw.checkpoint import load_model
-    from n2n_raw.pretrained import GatUNet
+    from n2n_raw.method.gat_unet import GatUNet
     model, meta = load_model(fitted, which="last")
     assert isinstance(model, GatUNet) and meta["config"]["start_from"] == "pretrained"
     a, b = model.profile
@@ -171,7 +171,7 @@ def test_fit_starts_from_the_shipped_model_with_the_photos_profile(fitted):
 
 def test_fit_r2r_and_scratch(photos, tmp_path):
     from n2n_raw.checkpoint import load_model
-    from n2n_raw.pretrained import GatUNet
+    from n2n_raw.method.gat_unet import GatUNet
     r = cli("fit", photos / "a.dng", "--out", tmp_path / "r2r", "--target", "r2r", "--ensemble", "2", *FAST)
     assert "trained 3 steps" in r.stdout
     assert json.loads((tmp_path / "r2r" / "config.json").read_text())["target"] == "r2r"

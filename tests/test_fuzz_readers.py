@@ -80,7 +80,8 @@ def _store_and_loader(path, mode="srgb"):
     import torch
 
     from n2n_raw.config import TrainConfig
-    from n2n_raw.data import load_source, make_batch
+    from n2n_raw.training.batches import make_batch
+    from n2n_raw.training.sources import load_source
     Store(path).close()
     patch = 64 if mode == "srgb" else 128
     cfg = TrainConfig(mode=mode, data=str(path), patch_size=patch).resolved()
@@ -93,12 +94,12 @@ def _store_and_loader(path, mode="srgb"):
 
 
 def _load_npy_srgb(path):
-    from n2n_raw.denoise import load_npy
+    from n2n_raw.inference.photos import load_npy
     return load_npy(path, 3, "float32 (H, W, 3)")
 
 
 def _load_npy_raw(path):
-    from n2n_raw.denoise import load_npy
+    from n2n_raw.inference.photos import load_npy
     return load_npy(path, 2, "a float32 (H, W) Bayer mosaic")
 
 

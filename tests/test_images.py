@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from n2n_raw.errors import InputError
-from n2n_raw.prepare import prepare_srgb
+from n2n_raw.jobs.prepare import prepare_srgb
 from n2n_raw.io.images import (IMAGE_EXTS, list_images, read_rgb, validation_folder_images,
                                write_png)
 from n2n_raw.io.store import Store

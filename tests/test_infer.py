@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from n2n_raw import infer
+from n2n_raw.inference import tiling
 from n2n_raw.cfa import CFAS
-from n2n_raw.unet import UNet
+from n2n_raw.method.unet import UNet
 
 
 class Identity(nn.Module):
@@ -46,7 +46,7 @@ def np_reflect(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
                                      (3, 2, 40, 33)])
 def test_pad_reflect_matches_numpy_reflect(h, w, H, W):
     x = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(h * w))
-    p = infer.pad_reflect(x, H, W)
+    p = tiling.pad_reflect(x, H, W)
     assert p.shape == (2, 3, H, W)
     assert torch.equal(p[..., :h, :w], x)
     assert torch.equal(p, np_reflect(x, H, W))
@@ -54,23 +54,23 @@ def test_pad_reflect_matches_numpy_reflect(h, w, H, W):
 
 def test_pad_reflect_edge_not_repeated():
     x = torch.arange(5.0).view(1, 1, 1, 5).expand(1, 1, 3, 5).contiguous()
-    p = infer.pad_reflect(x, 3, 8)
+    p = tiling.pad_reflect(x, 3, 8)
     assert p[0, 0, 0].tolist() == [0, 1, 2, 3, 4, 3, 2, 1]
 
 
 def test_pad_reflect_one_pixel_side_replicates():
     x = torch.arange(5.0).view(1, 1, 1, 5)
-    p = infer.pad_reflect(x, 4, 8)
+    p = tiling.pad_reflect(x, 4, 8)
     assert p.shape == (1, 1, 4, 8)
     assert torch.equal(p[0, 0, 0], torch.tensor([0, 1, 2, 3, 4, 3, 2, 1.0]))
     assert torch.equal(p[0, 0], p[0, 0, :1].expand(4, 8))
-    one = infer.pad_reflect(torch.full((1, 2, 1, 1), 7.0), 32, 32)
+    one = tiling.pad_reflect(torch.full((1, 2, 1, 1), 7.0), 32, 32)
     assert one.shape == (1, 2, 32, 32) and (one == 7).all()
 
 
 def test_pad_reflect_noop_when_big_enough():
     x = torch.rand(1, 3, 64, 64)
-    assert torch.equal(infer.pad_reflect(x, 64, 64), x)
+    assert torch.equal(tiling.pad_reflect(x, 64, 64), x)
 
 
 # ----------------------------------------------------------------------------------------------- forward_padded
@@ -78,7 +78,7 @@ def test_pad_reflect_noop_when_big_enough():
 def test_forward_padded_pointwise_model_is_exact_and_sized():
     conv = nn.Conv2d(3, 3, 1)
     x = torch.rand(2, 3, 37, 53)
-    out = infer.forward_padded(conv, x)
+    out = tiling.forward_padded(conv, x)
     assert out.shape == (2, 3, 37, 53) and out.dtype == torch.float32
     with torch.no_grad():
         torch.testing.assert_close(out, conv(x))
@@ -88,7 +88,7 @@ def test_forward_padded_unet_odd_size():
     torch.manual_seed(0)
     m = Recorder(UNet(3, 3, "standard").eval())
     x = torch.rand(1, 3, 37, 53)
-    out = infer.forward_padded(m, x)
+    out = tiling.forward_padded(m, x)
     assert out.shape == (1, 3, 37, 53)
     assert m.shapes == [(1, 3, 64, 64)]  # padded to the next multiples of 32, one pass
     with torch.no_grad():
@@ -103,11 +103,11 @@ def test_run_batched_equals_per_item_forward():
     torch.manual_seed(1)
     m = Recorder(UNet(3, 3, "standard").eval())
     x = torch.rand(5, 3, 37, 21)
-    out = infer.run_batched(m, x, batch_size=2)
+    out = tiling.run_batched(m, x, batch_size=2)
     assert out.shape == (5, 3, 37, 21) and out.dtype == torch.float32 and out.device.type == "cpu"
     assert [s[0] for s in m.shapes] == [2, 2, 1]
     for i in range(5):
-        one = infer.forward_padded(m.inner, x[i:i + 1])
+        one = tiling.forward_padded(m.inner, x[i:i + 1])
         torch.testing.assert_close(out[i:i + 1], one, rtol=1e-5, atol=1e-6)
 
 
@@ -117,17 +117,17 @@ def test_denoise_tiled_small_image_is_one_pass():
     torch.manual_seed(2)
     m = Recorder(UNet(3, 3, "standard").eval())
     x = torch.rand(3, 150, 37)
-    out = infer.denoise_tiled(m, x, tile=128)  # within tile + 32: no tiling
+    out = tiling.denoise_tiled(m, x, tile=128)  # within tile + 32: no tiling
     assert len(m.shapes) == 1
-    torch.testing.assert_close(out, infer.forward_padded(m.inner, x[None])[0])
+    torch.testing.assert_close(out, tiling.forward_padded(m.inner, x[None])[0])
 
 
 def _tiled_vs_untiled(h: int, w: int, tile: int, f: int = 48, init: str = "kaiming"):
     torch.manual_seed(3)
     m = Recorder(UNet(3, 3, init, f=f).eval())
     x = torch.rand(3, h, w, generator=torch.Generator().manual_seed(4))
-    ref = infer.forward_padded(m.inner, x[None])[0]
-    out = infer.denoise_tiled(m, x, tile=tile)
+    ref = tiling.forward_padded(m.inner, x[None])[0]
+    out = tiling.denoise_tiled(m, x, tile=tile)
     assert out.shape == (3, h, w) and out.dtype == torch.float32
     return out, ref, m.shapes
 
@@ -155,13 +155,13 @@ def test_too_little_overlap_is_detectable():
     torch.manual_seed(3)
     m = UNet(3, 3, "kaiming", f=16).eval()
     x = torch.rand(3, 421, 419, generator=torch.Generator().manual_seed(4))
-    ref = infer.forward_padded(m, x[None])[0]
-    assert (infer.denoise_tiled(m, x, tile=384, overlap=32) - ref).abs().max() > 1e-3
+    ref = tiling.forward_padded(m, x[None])[0]
+    assert (tiling.denoise_tiled(m, x, tile=384, overlap=32) - ref).abs().max() > 1e-3
 
 
 def test_denoise_tiled_covers_every_pixel_with_identity():
     x = torch.rand(2, 301, 419)
-    out = infer.denoise_tiled(Identity(), x, tile=128, overlap=32)
+    out = tiling.denoise_tiled(Identity(), x, tile=128, overlap=32)
     assert torch.equal(out, x)
 
 
@@ -172,7 +172,7 @@ def test_denoise_tiled_covers_every_pixel_with_identity():
 @pytest.mark.parametrize("h,w", [(45, 61), (46, 63), (301, 421)])
 def test_denoise_mosaic_identity_round_trip(cfa, mode, h, w):
     mosaic = np.random.default_rng(h + w).random((h, w), dtype=np.float32)
-    out = infer.denoise_mosaic(Identity(), mosaic, cfa, mode, tile=256, overlap=64)
+    out = tiling.denoise_mosaic(Identity(), mosaic, cfa, mode, tile=256, overlap=64)
     assert out.shape == (h, w) and out.dtype == np.float32
     assert np.array_equal(out, mosaic)
 
@@ -183,13 +183,13 @@ def test_denoise_mosaic_channel_phase(cfa):
     mosaic = np.zeros((h, w), np.float32)
     yy, xx = np.mgrid[:h, :w]
     # rggb mode: packed channels are (R, G1, G2, B) whatever the CFA
-    out = infer.denoise_mosaic(ChannelIndex(), mosaic, cfa, "rggb")
+    out = tiling.denoise_mosaic(ChannelIndex(), mosaic, cfa, "rggb")
     colour = np.array(list(cfa)).reshape(2, 2)[yy % 2, xx % 2]
     assert (out[colour == "R"] == 0).all()
     assert (out[colour == "B"] == 3).all()
     assert np.isin(out[colour == "G"], [1, 2]).all()
     # positional mode: channel = position in the 2×2 cell
-    out = infer.denoise_mosaic(ChannelIndex(), mosaic, cfa, "positional")
+    out = tiling.denoise_mosaic(ChannelIndex(), mosaic, cfa, "positional")
     assert np.array_equal(out, (2 * (yy % 2) + (xx % 2)).astype(np.float32))
 
 
@@ -199,7 +199,7 @@ def test_denoise_mosaic_unet_shape(cfa, mode):
     torch.manual_seed(5)
     m = UNet(4, 4, "standard").eval()
     mosaic = np.random.default_rng(0).random((45, 61), dtype=np.float32)
-    out = infer.denoise_mosaic(m, mosaic, cfa, mode)
+    out = tiling.denoise_mosaic(m, mosaic, cfa, mode)
     assert out.shape == (45, 61) and out.dtype == np.float32 and np.isfinite(out).all()
 
 
@@ -207,18 +207,18 @@ def test_denoise_mosaic_unet_shape(cfa, mode):
 
 def test_plan_untiled_when_memory_is_ample():
     m = UNet(4, 4, "standard")
-    plan = infer.plan_tiles(m, (4, 3000, 2000), budget=1 << 40)
+    plan = tiling.plan_tiles(m, (4, 3000, 2000), budget=1 << 40)
     assert not plan.tiled and (plan.ny, plan.nx) == (1, 1)
-    assert plan.peak_bytes == pytest.approx(infer.forward_bytes_per_pixel(m, 4) * 3008 * 2016, rel=0.05)
+    assert plan.peak_bytes == pytest.approx(tiling.forward_bytes_per_pixel(m, 4) * 3008 * 2016, rel=0.05)
     assert plan.describe(scale=2).startswith("untiled (1 pass, est. peak")
 
 
 def test_plan_tiles_within_a_small_budget():
     m = UNet(4, 4, "standard")
-    bpp = infer.forward_bytes_per_pixel(m, 4)
+    bpp = tiling.forward_bytes_per_pixel(m, 4)
     budget = 4 * 8 * 3000 * 2000 + bpp * 1024 * 1024  # whole-image input/output + one 1024² window
-    plan = infer.plan_tiles(m, (4, 3000, 2000), budget=budget)
-    assert plan.tiled and plan.overlap == infer.OVERLAP
+    plan = tiling.plan_tiles(m, (4, 3000, 2000), budget=budget)
+    assert plan.tiled and plan.overlap == tiling.OVERLAP
     assert plan.core_h % 32 == 0 and plan.core_w % 32 == 0 and plan.core_h <= 1024 - 2 * 128
     assert plan.peak_bytes <= budget
     assert (plan.ny, plan.nx) == (4, 3)  # 768-px cores at most, evened out: 750 → 768, 667 → 672
@@ -227,13 +227,13 @@ def test_plan_tiles_within_a_small_budget():
 
 def test_plan_forced_tile_keeps_the_old_rule():
     m = UNet(3, 3, "standard")
-    assert not infer.plan_tiles(m, (3, 150, 37), tile=128).tiled  # within tile + 32
-    plan = infer.plan_tiles(m, (3, 421, 419), tile=384)
+    assert not tiling.plan_tiles(m, (3, 150, 37), tile=128).tiled  # within tile + 32
+    plan = tiling.plan_tiles(m, (3, 421, 419), tile=384)
     assert (plan.core_h, plan.core_w, plan.ny, plan.nx) == (128, 128, 4, 4) and plan.budget_bytes is None
 
 
 def test_available_memory_is_positive():
-    assert infer.available_memory("cpu") > 0
+    assert tiling.available_memory("cpu") > 0
 
 
 def test_auto_tiled_with_small_budget_matches_untiled():
@@ -241,21 +241,21 @@ def test_auto_tiled_with_small_budget_matches_untiled():
     torch.manual_seed(3)
     m = Recorder(UNet(3, 3, "kaiming", f=16).eval())
     x = torch.rand(3, 421, 419, generator=torch.Generator().manual_seed(4))
-    ref = infer.forward_padded(m.inner, x[None])[0]
-    budget = 4 * 6 * 421 * 419 + infer.forward_bytes_per_pixel(m, 3) * 384 * 384
+    ref = tiling.forward_padded(m.inner, x[None])[0]
+    budget = 4 * 6 * 421 * 419 + tiling.forward_bytes_per_pixel(m, 3) * 384 * 384
     plans = []
-    out = infer.denoise_tiled(m, x, budget=budget, log=plans.append)
+    out = tiling.denoise_tiled(m, x, budget=budget, log=plans.append)
     assert plans[0].tiled and (plans[0].ny, plans[0].nx) == (4, 4)
     assert len(m.shapes) == 16 and max(max(s[-2:]) for s in m.shapes) <= 384
     diff = (out - ref).abs().max().item()
     assert diff <= 1e-4, f"tiled vs untiled max |diff| = {diff:.3g}"
     m.shapes.clear()
-    whole = infer.denoise_tiled(m, x, budget=1 << 40)
+    whole = tiling.denoise_tiled(m, x, budget=1 << 40)
     assert len(m.shapes) == 1 and torch.equal(whole, ref)
 
 
 def test_denoise_mosaic_auto_logs_its_plan():
     mosaic = np.random.default_rng(0).random((90, 122), dtype=np.float32)
     plans = []
-    out = infer.denoise_mosaic(Identity(), mosaic, "GRBG", "rggb", log=plans.append)
+    out = tiling.denoise_mosaic(Identity(), mosaic, "GRBG", "rggb", log=plans.append)
     assert np.array_equal(out, mosaic) and len(plans) == 1 and not plans[0].tiled

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from n2n_raw.loss import gamma_for_epoch, n2n_loss
-from n2n_raw.subsample import draw_masks
+from n2n_raw.method.loss import gamma_for_epoch, n2n_loss
+from n2n_raw.method.subsample import draw_masks
 
 _POS = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1)}
 

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from n2n_raw.metrics import (gaussian_window_1d, psnr, psnr_uint8, quantize_uint8, raw_block_metrics,
+from n2n_raw.io.images import quantize_uint8
+from n2n_raw.evaluation.metrics import (gaussian_window_1d, psnr, psnr_uint8, raw_block_metrics,
                              raw_block_scores, srgb_image_metrics, ssim_matlab)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -242,7 +243,7 @@ def test_real_image_ssim_plausible():
 
 
 def test_no_scikit_image_or_opencv_needed():
-    code = ("import sys, n2n_raw.metrics as m, numpy as np;"
+    code = ("import sys, n2n_raw.evaluation.metrics as m, numpy as np;"
             "m.ssim_matlab(np.zeros((12, 12)), np.ones((12, 12)));"
             "bad = [k for k in sys.modules if k.split('.')[0] in ('skimage', 'cv2', 'torch')];"
             "assert not bad, bad")

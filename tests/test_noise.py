@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
-from n2n_raw.noise import NOISES, GaussianNoise, PoissonNoise, make_noise
+from n2n_raw.method.noise import NOISES, GaussianNoise, PoissonNoise, make_noise
 
 SIGMA25 = 25.0 / 255.0
 

@@ -1,4 +1,4 @@
-"""n2n_raw.noise_profile: var = a·x + b per 2×2 position, from the DNG NoiseProfile tag or estimated blind.
+"""n2n_raw.method.noise_profile: var = a·x + b per 2×2 position, from the DNG NoiseProfile tag or estimated blind.
 
 The blind estimate is checked against noise of known (a, b) drawn on synthetic mosaics, and against a real
 8-frame burst whose per-pixel variance across frames measures the true noise independently. The tag is read
@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from n2n_raw import noise_profile as npf
-from n2n_raw.bayer import pack
+from n2n_raw.method import noise_profile as npf
+from n2n_raw.method.bayer import pack
 from n2n_raw.errors import InputError
-from n2n_raw.noise_profile import NoiseProfile, estimate_profile, photo_profile, profile_from_dng
+from n2n_raw.inference import profile as photo_files
+from n2n_raw.inference.profile import photo_profile, profile_from_dng
+from n2n_raw.method.noise_profile import NoiseProfile, estimate_profile
 
 from conftest import REAL_RAW, assert_one_line_error, cli
 
@@ -50,7 +52,7 @@ def test_variance_per_position_and_floor():
 
 def _clean_mosaic(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Smooth but varied: a dead-leaves scene drawn coarser than the pixel grid (sidd_synth.scene), RGGB."""
-    from n2n_raw.sidd_synth import mosaic, scene
+    from n2n_raw.sim.sidd_world import mosaic, scene
     return mosaic(scene(rng, h, w), "RGGB").astype(np.float64)
 
 
@@ -197,7 +199,7 @@ PAIRS = [2.1e-4, 3.0e-6, 1.7e-4, 2.0e-6, 2.9e-4, 4.0e-6]
 def tagged(tmp_path) -> Path:
     if not REAL_RAW.is_dir():
         pytest.skip(f"{REAL_RAW} is not here ({GET_FILES})")
-    return _with_tags(REAL_RAW / "pi_bggr_scene.dng", tmp_path / "tagged.dng", {npf.NOISE_PROFILE_TAG: (12, PAIRS)})
+    return _with_tags(REAL_RAW / "pi_bggr_scene.dng", tmp_path / "tagged.dng", {photo_files.NOISE_PROFILE_TAG: (12, PAIRS)})
 
 
 @needs_real
@@ -213,7 +215,7 @@ def test_shared_files_carry_no_tag_and_cfa_from_tags_matches_libraw(name):
         bo, chain = tiff.read_tiff(path.read_bytes())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the file without a black level warns
-            assert npf._tag_cfa(_raw_ifd(chain, bo), bo) == read_raw(path).cfa
+            assert photo_files._tag_cfa(_raw_ifd(chain, bo), bo) == read_raw(path).cfa
 
 
 @needs_real
@@ -224,9 +226,9 @@ def test_cfa_from_tags_follows_an_odd_active_area(tmp_path, area, cfa):
     from n2n_raw.io import tiff
     from n2n_raw.io.camera_raw import read_raw
     out = _with_tags(REAL_RAW / "pi_bggr_scene.dng", tmp_path / "shifted.dng",
-                     {50829: (4, list(area)), npf.NOISE_PROFILE_TAG: (12, PAIRS)})
+                     {50829: (4, list(area)), photo_files.NOISE_PROFILE_TAG: (12, PAIRS)})
     bo, chain = tiff.read_tiff(out.read_bytes())
-    assert npf._tag_cfa(chain[0], bo) == read_raw(out).cfa == cfa
+    assert photo_files._tag_cfa(chain[0], bo) == read_raw(out).cfa == cfa
     p = profile_from_dng(out)
     pair = {"R": PAIRS[0], "G": PAIRS[2], "B": PAIRS[4]}
     assert p.a == tuple(pair[c] for c in cfa)
@@ -257,10 +259,10 @@ def test_photo_profile_prefers_the_tag(tagged):
 @needs_real
 def test_one_pair_and_malformed_tags(tmp_path):
     src = REAL_RAW / "pi_bggr_scene.dng"
-    one = _with_tags(src, tmp_path / "one.dng", {npf.NOISE_PROFILE_TAG: (12, [3e-4, 5e-6])})
+    one = _with_tags(src, tmp_path / "one.dng", {photo_files.NOISE_PROFILE_TAG: (12, [3e-4, 5e-6])})
     assert profile_from_dng(one) == NoiseProfile((3e-4,) * 4, (5e-6,) * 4, "dng-tag")
     for name, values in [("five", [1e-4, 0, 1e-4, 0, 1e-4]), ("negative", [-1e-4, 1e-6]), ("nan", [np.nan, 0.0])]:
-        bad = _with_tags(src, tmp_path / f"{name}.dng", {npf.NOISE_PROFILE_TAG: (12, values)})
+        bad = _with_tags(src, tmp_path / f"{name}.dng", {photo_files.NOISE_PROFILE_TAG: (12, values)})
         with pytest.raises(InputError, match="NoiseProfile"):
             profile_from_dng(bad)
     with pytest.raises(InputError, match="no such file"):
@@ -285,7 +287,7 @@ def test_sidd_metadata_noise_profile_is_sane():
     meta = read_metadata(path)
     md = _unwrap(_loadmat(path, variable_names=["metadata"])["metadata"])
     values = [_numbers(_field(e, "Value")) for e in _structs(_field(md, "UnknownTags"))
-              if _scalar(_field(e, "ID")) == npf.NOISE_PROFILE_TAG]
+              if _scalar(_field(e, "ID")) == photo_files.NOISE_PROFILE_TAG]
     assert len(values) == 1 and values[0].size == 6
     planes = tuple(int(c) for c in _numbers(_field(md, "CFAPlaneColor")))
     p = npf.from_tag_values(values[0], meta.cfa, planes, where=str(path))

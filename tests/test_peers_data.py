@@ -70,7 +70,7 @@ def test_noisy_dng_reads_back(peers, tmp_path):
 
 
 def test_gat_round_trip_on_a_flat_patch():
-    vst = pytest.importorskip("n2n_raw.vst")
+    vst = pytest.importorskip("n2n_raw.method.vst")
     rng = np.random.default_rng(3)
     for x0, a, b in ((0.003, 1e-3, 1e-5), (0.2, 1e-3, 1e-5), (0.01, 4e-3, 1e-4)):
         y = rng.poisson(x0 / a, 100_000) * a + rng.normal(0, np.sqrt(b), 100_000)
@@ -82,7 +82,7 @@ def test_gat_round_trip_on_a_flat_patch():
 
 def test_bm3d_gat_improves_a_small_crop(peers):
     pytest.importorskip("bm3d")
-    pytest.importorskip("n2n_raw.vst")
+    pytest.importorskip("n2n_raw.method.vst")
     yy, xx = np.mgrid[:64, :64]
     clean = 0.05 + 0.1 * (xx > 30) + 0.05 * np.sin(yy / 6.0) ** 2
     a, b = 1e-3, 1e-5

@@ -4,7 +4,7 @@ import csv
 import numpy as np
 from PIL import Image
 
-from n2n_raw import plots
+from n2n_raw.training import plots
 from n2n_raw.cfa import CFAS
 
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from n2n_raw.cfa import CFAS
-from n2n_raw import bayer
 from n2n_raw.checkpoint import build_model, load_checkpoint, load_model, save_checkpoint
 from n2n_raw.errors import InputError
-from n2n_raw.pretrained import (A_RANGE, MAX_READ_RATIO, WEIGHTS, GatUNet, packed_profile, starting_model)
-from n2n_raw.unet import UNet
-from n2n_raw.vst import gat
+from n2n_raw.checkpoint import WEIGHTS, starting_model
+from n2n_raw.method.gat_unet import A_RANGE, MAX_READ_RATIO, GatUNet, packed_profile
+from n2n_raw.method.unet import UNet
+from n2n_raw.method.vst import gat
 
 
 def test_forward_is_the_unet_between_the_transforms():

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from n2n_raw.loss import R2R_ALPHA, r2r_loss
-from n2n_raw.pretrained import GatUNet
-from n2n_raw.unet import UNet
+from n2n_raw.method.loss import R2R_ALPHA, r2r_loss
+from n2n_raw.method.gat_unet import GatUNet
+from n2n_raw.method.unet import UNet
 
 
 class _Gaussian(nn.Module):

@@ -229,7 +229,7 @@ def test_too_small_for_its_pixels_refused_whatever_was_read_before(tmp_path):
 def test_cfa_self_check_on_real_files():
     """The phase check passes the real raws whose CFA tag is right and flags the Pi DNG tagged GBRG whose
     greens (the diagonal whose two sites' means agree, counted here from LibRaw's values alone) are the other."""
-    from n2n_raw.cfa_check import cfa_phase_check
+    from n2n_raw.method.cfa_check import cfa_phase_check
     for name in ("canon_550d_colorchart.dng", "pi_bggr_scene.dng", "kodak_dc50.kdc", "burst_lowlight/image_21.dng",
                  "pi_gbrg_no_blacklevel.dng"):
         with rawpy.imread(str(REAL / name)) as raw:

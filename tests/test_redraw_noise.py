@@ -7,11 +7,12 @@ import torch
 
 from conftest import RAW_TRAIN, assert_one_line_error, cli
 from n2n_raw.config import TrainConfig
-from n2n_raw.data import load_source, make_batch, sample_indices
+from n2n_raw.training.batches import make_batch, sample_indices
+from n2n_raw.training.sources import load_source
 from n2n_raw.io.store import StoreWriter
-from n2n_raw.noise import RawShotReadNoise
-from n2n_raw.sidd_synth import add_raw_noise, raw_noise_params
-from n2n_raw.train import Batches, Dist
+from n2n_raw.method.noise import RawShotReadNoise
+from n2n_raw.method.noise import add_raw_noise, raw_noise_params
+from n2n_raw.training.loop import Batches, Dist
 
 # The documented levels (sidd_synth.raw_noise_params's docstring), not recomputed from its code.
 ISO100, ISO3200 = (4e-4, 4e-6), (7.5e-3, 5.1e-4)

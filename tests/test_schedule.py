@@ -7,9 +7,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from n2n_raw.data import RawItem, RawSource, SrgbSource, make_batch, sample_indices
+from n2n_raw.training.batches import make_batch, sample_indices
+from n2n_raw.training.sources import Item, RawSource, SrgbSource
 from n2n_raw.errors import InputError
-from n2n_raw.train import epoch_of, lr_factor, step_seed
+from n2n_raw.training.loop import epoch_of, lr_factor, step_seed
 
 # ----------------------------------------------------------------------------------------------- learning rate
 
@@ -188,7 +189,7 @@ def _colour_mosaic(cfa: str, h: int, w: int) -> np.ndarray:
 
 def _raw_item(cfa, h=37, w=45):
     m = _colour_mosaic(cfa, h, w)
-    return RawItem(cfa, (h, w), cfa, lambda y, x, hh, ww, m=m: m[y:y + hh, x:x + ww])
+    return Item(cfa, (h, w), cfa, lambda y, x, hh, ww, m=m: m[y:y + hh, x:x + ww])
 
 
 @pytest.mark.parametrize("augment", [False, True])
@@ -237,7 +238,7 @@ def test_short_raw_run_trains_with_a_note(tmp_path):
     import json
 
     from n2n_raw.config import TrainConfig
-    from n2n_raw.train import train
+    from n2n_raw.training.loop import train
     lines = []
     cfg = TrainConfig(mode="raw", steps=2, patch_size=128, batch_size=2, device="cpu", log_every=1, pictures=False)
     train(cfg, tmp_path / "run", log=lines.append)

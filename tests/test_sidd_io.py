@@ -10,7 +10,7 @@ import scipy.io
 from conftest import REAL_RAW
 from n2n_raw.errors import InputError
 from n2n_raw.io import sidd
-from n2n_raw.sidd_synth import PHONE_MAKE_MODEL, clean_mosaic
+from n2n_raw.sim.sidd_world import PHONE_MAKE_MODEL, clean_mosaic
 
 PHONES = ("GP", "IP", "S6", "N6", "G4")
 
@@ -317,7 +317,7 @@ def test_find_frames(tmp_path):
 def test_denoise_reads_a_frames_cfa_as_prepare_and_train_do(tmp_path):
     """A .MAT given to denoise: the real METADATA beside it (lower-case name) wins over the folder's phone,
     without one the folder's phone (IP: RGGB) says the CFA, and with neither the user is asked for --cfa."""
-    from n2n_raw.denoise import read_input
+    from n2n_raw.inference.photos import read_input
     scene = tmp_path / "0001_001_IP_00100_00060_3200_L"
     frame = scene / "0001_NOISY_RAW_010.MAT"
     sidd.write_frame(frame, np.full((6, 8), 0.25, np.float32))

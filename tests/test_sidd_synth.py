@@ -1,4 +1,4 @@
-"""The synthetic SIDD world (n2n_raw.sidd_synth) and `prepare sidd` on it (n2n_raw.prepare.prepare_sidd)."""
+"""The synthetic SIDD world (n2n_raw.sim.sidd_world) and `prepare sidd` on it (n2n_raw.jobs.prepare.prepare_sidd)."""
 import shutil
 import warnings
 from pathlib import Path
@@ -10,8 +10,9 @@ import scipy.io
 from n2n_raw.errors import InputError
 from n2n_raw.io import sidd
 from n2n_raw.io.store import Store
-from n2n_raw.prepare import prepare_sidd
-from n2n_raw import sidd_synth as ss
+from n2n_raw.jobs.prepare import prepare_sidd
+from n2n_raw.method.noise import add_raw_noise, raw_noise_params
+from n2n_raw.sim import sidd_world as ss
 
 ISOS = (100, 200, 400, 800, 1600, 3200, 6400, 10000)
 
@@ -34,23 +35,23 @@ def assert_green_phase(m, cfa):
 # ------------------------------------------------------------------------------------------------ model
 
 def test_noise_params_monotone_and_plausible():
-    ab = [ss.raw_noise_params(i) for i in ISOS]
+    ab = [raw_noise_params(i) for i in ISOS]
     assert all(a1 < a2 and b1 < b2 for (a1, b1), (a2, b2) in zip(ab, ab[1:]))
-    a, b = ss.raw_noise_params(100)
+    a, b = raw_noise_params(100)
     assert 1e-4 < a < 1e-3 and 1e-6 < b < 1e-5
     # Noisy PSNR at a typical raw level spans roughly 23..44 dB from ISO 100 to 10000 (at raw level 0.1:
     # about 43.6 and 23.4 dB, computed from the documented parameters).
     psnr = [10 * np.log10(1 / (a * 0.1 + b)) for a, b in ab]
     assert 42 < psnr[0] < 45 and 22 < psnr[-1] < 25
     with pytest.raises(ValueError):
-        ss.raw_noise_params(0)
+        raw_noise_params(0)
 
 
 @pytest.mark.parametrize("x,iso", [(0.05, 100), (0.2, 800), (0.1, 3200), (0.3, 10000)])
 def test_noise_variance_matches_model(x, iso):
-    a, b = ss.raw_noise_params(iso)
+    a, b = raw_noise_params(iso)
     clean = np.full((401, 399), x, np.float32)
-    noisy = ss.add_raw_noise(np.random.default_rng(iso), clean, a, b)
+    noisy = add_raw_noise(np.random.default_rng(iso), clean, a, b)
     assert noisy.dtype == np.float32 and noisy.shape == clean.shape
     d = noisy.astype(np.float64) - clean
     assert abs(d.mean()) < 4 * np.sqrt((a * x + b) / d.size)
@@ -59,7 +60,7 @@ def test_noise_variance_matches_model(x, iso):
 
 def test_noise_is_clipped_like_sidd():
     clean = np.array([[0.0, 0.001, 0.999, 1.0]] * 500, np.float32)
-    noisy = ss.add_raw_noise(np.random.default_rng(0), clean, *ss.raw_noise_params(10000))
+    noisy = add_raw_noise(np.random.default_rng(0), clean, *raw_noise_params(10000))
     assert noisy.min() == 0.0 and noisy.max() == 1.0
     assert (noisy[:, 0] == 0).mean() > 0.3  # about half of the black pixels were pushed below 0
 
@@ -123,7 +124,7 @@ def test_world_layout(world):
         sources.append(meta.cfa_source)
         assert_green_phase(gt, meta.cfa)
         # Noise around the GT has about the model's variance (clipping aside).
-        a, b = ss.raw_noise_params(info["iso"])
+        a, b = raw_noise_params(info["iso"])
         resid = (noisy - gt)[(gt > 0.02) & (gt < 0.9)]
         expected = float(np.mean(a * gt[(gt > 0.02) & (gt < 0.9)] + b))
         assert np.var(resid) == pytest.approx(expected, rel=0.2)
@@ -147,7 +148,7 @@ def test_world_blocks_keep_cfa_phase(world):
         assert_green_phase(bn[idx], cfa)
     tested = 0
     for i in range(N_IMAGES):
-        a, b = ss.raw_noise_params(sidd.parse_scene_name(sidd.BLOCK_SCENES[i])["iso"])
+        a, b = raw_noise_params(sidd.parse_scene_name(sidd.BLOCK_SCENES[i])["iso"])
         sd = np.sqrt(a * vg[i] + b)
         keep = (vg[i] > 4 * sd) & (vg[i] < 1 - 4 * sd)  # 4σ from 0 and 1: the clip does not shrink the variance
         if keep.sum() < 200:  # a dark image of this small world: too few unclipped pixels to test
@@ -242,7 +243,7 @@ def test_training_and_prepare_read_a_folder_alike(tmp_path):
     """One function (sidd.frame_cfa) tells a frame's CFA to both `prepare sidd` and `train --data FOLDER`:
     with a METADATA file removed, both fall back to the scene name's phone and agree frame by frame."""
     from n2n_raw.config import TrainConfig
-    from n2n_raw.data import load_source
+    from n2n_raw.training.sources import load_source
     w = ss.make_sidd_world(tmp_path / "w", frame_size=(132, 132), n_images=2, blocks_per_image=1, block_size=32,
                            seed=5)
     data = tmp_path / "data"

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from n2n_raw.config import TrainConfig
-from n2n_raw.data import SrgbSource, load_source, make_batch
+from n2n_raw.training.batches import make_batch
+from n2n_raw.training.sources import SrgbSource, load_source
 from n2n_raw.io.store import Store, StoreWriter
 
 
@@ -40,7 +41,7 @@ def test_srgb_store_items_are_checked_without_reading_them(tmp_path):
 
 
 def test_training_from_a_store_writes_its_pictures(tmp_path):
-    from n2n_raw.train import train
+    from n2n_raw.training.loop import train
     _srgb_store(tmp_path / "s.h5", n=3)
     cfg = TrainConfig(mode="srgb", data=str(tmp_path / "s.h5"), steps=2, epochs=1, patch_size=64, batch_size=2,
                       log_every=1, device="cpu")

@@ -6,8 +6,9 @@ import pytest
 import torch
 from scipy import stats
 
-from n2n_raw.loss import n2n_loss, supervised_loss
-from n2n_raw.subsample import PAIRS, draw_masks, subsample
+from n2n_raw.method.unet import UNet
+from n2n_raw.method.loss import n2n_loss, supervised_loss
+from n2n_raw.method.subsample import PAIRS, draw_masks, subsample
 
 # The 8 ordered pairs of the spec, written out as (dy, dx) offsets inside the 2×2 cell.
 _POS = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1)}
@@ -193,9 +194,9 @@ def test_odd_size_is_refused(h, w):
      r"n2n_loss noisy: expected \(N, C, H, W\) with H and W multiples of 2, got \(1, 4, 9, 64\)"),
     (lambda: supervised_loss(torch.nn.Identity(), torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 64)),
      r"supervised_loss clean: expected the noisy batch's shape \(1, 3, 32, 32\), got \(1, 3, 32, 64\)"),
-    (lambda: __import__("n2n_raw.unet").unet.UNet(4, 4)(torch.zeros(1, 4, 48, 64)),
+    (lambda: UNet(4, 4)(torch.zeros(1, 4, 48, 64)),
      r"UNet: expected \(N, 4, H, W\) with H and W multiples of 32 .*got \(1, 4, 48, 64\)"),
-    (lambda: __import__("n2n_raw.unet").unet.UNet(4, 4)(torch.zeros(1, 3, 64, 64)), r"got \(1, 3, 64, 64\)"),
+    (lambda: UNet(4, 4)(torch.zeros(1, 3, 64, 64)), r"got \(1, 3, 64, 64\)"),
 ])
 def test_wrong_shapes_fail_at_the_door(call, match):
     """kornia-style checks: one line naming the expected shape, before anything reaches the U-Net."""

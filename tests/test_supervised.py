@@ -5,11 +5,12 @@ import torch
 
 from conftest import RAW_TRAIN, assert_one_line_error, cli
 from n2n_raw.config import TrainConfig
-from n2n_raw.data import load_source, make_batch
+from n2n_raw.training.batches import make_batch
+from n2n_raw.training.sources import load_source
 from n2n_raw.io.store import StoreWriter
-from n2n_raw.loss import noise2noise_sub_loss, supervised_loss
-from n2n_raw.subsample import draw_masks
-from n2n_raw.unet import UNet
+from n2n_raw.method.loss import noise2noise_sub_loss, supervised_loss
+from n2n_raw.method.subsample import draw_masks
+from n2n_raw.method.unet import UNet
 
 
 def test_supervised_loss_is_the_plain_mse():
@@ -71,7 +72,7 @@ def test_clean_crops_are_cut_at_the_noisy_crops_windows(tmp_path, augment, cfa_m
                                          ("raw", "noise2noise-sub")])
 def test_a_few_supervised_steps_train_and_record_the_target(tmp_path, mode, target):
     from n2n_raw import checkpoint as ckpt
-    from n2n_raw.train import train
+    from n2n_raw.training.loop import train
     cfg = TrainConfig(mode=mode, target=target, steps=2, epochs=1, batch_size=2, device="cpu", log_every=1,
                       patch_size=64 if mode == "srgb" else 128, default_data_size=3, pictures=False,
                       redraw_noise=mode == "raw" and target != "supervised")
@@ -95,7 +96,7 @@ def test_unknown_target_is_refused(tmp_path):
 
 
 def test_srgb_noise2noise_target_is_the_clean_crop_under_an_independent_draw():
-    from n2n_raw.train import Batches, Dist
+    from n2n_raw.training.loop import Batches, Dist
     cfg = TrainConfig(mode="srgb", target="noise2noise", patch_size=64, batch_size=4, default_data_size=4,
                       device="cpu").resolved()
     src = load_source(cfg)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from n2n_raw.unet import UNet, count_parameters
+from n2n_raw.method.unet import UNet, count_parameters
 
 
 def spec_parameter_count(cin: int, cout: int, f: int = 48) -> int:

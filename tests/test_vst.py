@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from n2n_raw.vst import gat, gat_inverse_algebraic, gat_inverse_unbiased
+from n2n_raw.method.vst import gat, gat_inverse_algebraic, gat_inverse_unbiased
 
 LEVELS = [(1e-4, 1e-6), (1e-3, 1e-5), (1e-2, 1e-4), (1e-3, 1e-3)]  # base ISO to read-noise-limited
 

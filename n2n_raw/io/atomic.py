@@ -5,7 +5,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from ..errors import InputError
+from n2n_raw.errors import InputError
 
 
 def check_writable(path: str | os.PathLike, force: bool, *, make_folder: bool = True) -> Path:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cfa import CFAS
-from ..errors import InputError
+from n2n_raw.cfa import CFAS
+from n2n_raw.errors import InputError
 
 #: File name suffixes of the camera raw formats LibRaw reads (lower case). A Foveon (.x3f) or X-Trans (.raf of
 #: some Fujifilm bodies) file is found by this list and refused when read.

@@ -20,11 +20,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import __version__
-from ..errors import InputError
-from . import tiff
-from .atomic import atomic_path
-from .camera_raw import _XYZ_RGB, _cfa_of, _color_meta, _libraw_errors, _open, probe_rgb_cam
+from n2n_raw import __version__
+from n2n_raw.errors import InputError
+from n2n_raw.io import tiff
+from n2n_raw.io.atomic import atomic_path
+from n2n_raw.io.camera_raw import _XYZ_RGB, _cfa_of, _color_meta, _libraw_errors, _open, probe_rgb_cam
+from n2n_raw.io.images import write_png
 
 MIN_SIZE = 22  # LibRaw refuses smaller images
 
@@ -311,5 +312,4 @@ def render_preview(src_path: str | os.PathLike, mosaic01: np.ndarray | None = No
 def save_png(path: str | os.PathLike, rgb_uint8: np.ndarray, force: bool = False) -> Path:
     """Write a rendered preview, uint8 (H, W, 3), as PNG: :func:`n2n_raw.io.images.write_png` (atomic; refuses
     an existing file unless ``force``)."""
-    from .images import write_png
     return write_png(path, rgb_uint8, force=force)

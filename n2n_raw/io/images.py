@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError
-from .atomic import atomic_path
+from n2n_raw.errors import InputError
+from n2n_raw.io.atomic import atomic_path
 
 __all__ = ["IMAGE_EXTS", "is_image_file", "list_images", "read_rgb", "validation_folder_images", "write_png"]
 
@@ -112,6 +112,26 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise InputError(f"{path}: unreadable image (decoded to shape {rgb.shape})")
     return np.ascontiguousarray(rgb)
+
+
+def quantize_uint8(pred01: np.ndarray) -> np.ndarray:
+    """The sRGB protocol's rounding: clamp to [0, 1], ``floor(x·255 + 0.5)``, clip to [0, 255], as uint8.
+
+    Args:
+        pred01: float array of any shape, nominally in [0, 1] (out-of-range values are clamped; NaN is refused).
+            The arithmetic runs in the input's floating dtype (float32 stays float32, as in the reference,
+            whose prediction is a float32 array), so ties round exactly as there.
+    Returns:
+        uint8 array of the same shape.
+    """
+    x = np.asarray(pred01)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    if np.isnan(x).any():
+        raise ValueError("quantize_uint8: prediction contains NaN")
+    x = np.clip(x, 0, 1)
+    x = np.floor(x * x.dtype.type(255) + x.dtype.type(0.5))
+    return np.clip(x, 0, 255).astype(np.uint8)
 
 
 def write_png(path: str | os.PathLike, rgb_u8: np.ndarray, force: bool = False) -> Path:

@@ -12,10 +12,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..cfa import check_cfa
-from ..errors import InputError
-from .atomic import atomic_path
-from .dng import MIN_SIZE
+from n2n_raw.cfa import check_cfa
+from n2n_raw.errors import InputError
+from n2n_raw.io.atomic import atomic_path
+from n2n_raw.io.dng import MIN_SIZE
 
 WRITE_BITS = (10, 12, 16)
 _EXTRA = "pip install 'n2n-raw[dng]'"

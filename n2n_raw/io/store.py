@@ -21,8 +21,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import InputError
-from .atomic import check_writable
+from n2n_raw.errors import InputError
+from n2n_raw.io.atomic import check_writable
 
 FORMAT = "n2n-raw-store"
 VERSION = 1

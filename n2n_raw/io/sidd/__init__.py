@@ -20,22 +20,48 @@ File kinds:
 Modules: :mod:`.names` (phones, CFAs, scene names, the 40-scene table), :mod:`._mat` (shared MATLAB
 v5 / v7.3 helpers), :mod:`.frames`, :mod:`.metadata`, :mod:`.blocks`, :mod:`.submission`, and
 :mod:`.synth_writers` (writers of SIDD's input files, for the synthetic world and the tests). The job
-``prepare sidd`` lives in :mod:`n2n_raw.prepare`.
+``prepare sidd`` lives in :mod:`n2n_raw.jobs.prepare`.
 
 Every problem with a user's file raises :class:`~n2n_raw.errors.InputError` whose one-line message starts
 with the file's path. All writers are atomic and refuse an existing file unless ``force``.
 """
 from __future__ import annotations
 
-from .blocks import (POSITIONS_FILE, check_block_positions, positions_beside, read_block_positions, read_blocks,
-                     read_checked_blocks)
-from .frames import FrameSet, find_frames, frame_set, read_frame
-from .metadata import SiddMeta, cfa_from_codes, frame_cfa, read_metadata
-from .names import (BLOCK_SCENES, BLOCK_VARIABLES, CFAS, MAKE_TO_PHONE, PHONE_CFA, block_cfas, check_cfa,
-                    parse_scene_name, phone_from_make)
-from .submission import (OPTIONAL_FIELDS, read_submission, verify_submission, write_submission_csv,
-                         write_submission_mat)
-from .synth_writers import matlab73_header, write_block_positions, write_blocks, write_frame, write_metadata
+from n2n_raw.io.sidd.blocks import (
+                     POSITIONS_FILE,
+                     check_block_positions,
+                     positions_beside,
+                     read_block_positions,
+                     read_blocks,
+                     read_checked_blocks,
+)
+from n2n_raw.io.sidd.frames import FrameSet, find_frames, frame_set, read_frame
+from n2n_raw.io.sidd.metadata import SiddMeta, cfa_from_codes, frame_cfa, read_metadata
+from n2n_raw.io.sidd.names import (
+                     BLOCK_SCENES,
+                     BLOCK_VARIABLES,
+                     CFAS,
+                     MAKE_TO_PHONE,
+                     PHONE_CFA,
+                     block_cfas,
+                     check_cfa,
+                     parse_scene_name,
+                     phone_from_make,
+)
+from n2n_raw.io.sidd.submission import (
+                     OPTIONAL_FIELDS,
+                     read_submission,
+                     verify_submission,
+                     write_submission_csv,
+                     write_submission_mat,
+)
+from n2n_raw.io.sidd.synth_writers import (
+                     matlab73_header,
+                     write_block_positions,
+                     write_blocks,
+                     write_frame,
+                     write_metadata,
+)
 
 __all__ = [
     # names

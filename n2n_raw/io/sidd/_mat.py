@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 import scipy.io
 
-from ...errors import InputError
-from ._mat5 import check_mat5
+from n2n_raw.errors import InputError
+from n2n_raw.io.sidd._mat5 import check_mat5
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 

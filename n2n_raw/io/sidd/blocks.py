@@ -7,9 +7,18 @@ from typing import Iterable
 import h5py
 import numpy as np
 
-from ...errors import InputError
-from ._mat import _check_float_finite, _existing_file, _h5_damage, _is_hdf5, _loadmat, _open_h5, _short, _whosmat
-from .names import BLOCK_VARIABLES
+from n2n_raw.errors import InputError
+from n2n_raw.io.sidd._mat import (
+    _check_float_finite,
+    _existing_file,
+    _h5_damage,
+    _is_hdf5,
+    _loadmat,
+    _open_h5,
+    _short,
+    _whosmat,
+)
+from n2n_raw.io.sidd.names import BLOCK_VARIABLES
 
 
 def _pick_variable(p: Path, names: list[str], expected: str, known: Iterable[str] = ()) -> str:

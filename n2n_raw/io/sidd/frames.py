@@ -8,8 +8,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ...errors import InputError
-from ._mat import _check_float_finite, _existing_file, _h5_damage, _is_hdf5, _loadmat, _open_h5, _short, _whosmat
+from n2n_raw.errors import InputError
+from n2n_raw.io.sidd._mat import (
+    _check_float_finite,
+    _existing_file,
+    _h5_damage,
+    _is_hdf5,
+    _loadmat,
+    _open_h5,
+    _short,
+    _whosmat,
+)
 
 
 def read_frame(path, varname: str = "x") -> np.ndarray:

@@ -6,9 +6,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ...errors import InputError
-from ._mat import _existing_file, _is_hdf5, _loadmat, _whosmat
-from .names import CFAS, PHONE_CFA, _phone_of_scene, parse_scene_name, phone_from_make
+from n2n_raw.errors import InputError
+from n2n_raw.io.sidd._mat import _existing_file, _is_hdf5, _loadmat, _whosmat
+from n2n_raw.io.sidd.names import CFAS, PHONE_CFA, _phone_of_scene, parse_scene_name, phone_from_make
 
 
 @dataclasses.dataclass

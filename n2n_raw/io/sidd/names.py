@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ...cfa import CFAS, check_cfa  # the one definition of the patterns (re-exported here)
-from ...errors import InputError
+from n2n_raw.cfa import CFAS, check_cfa  # the one definition of the patterns (re-exported here)
+from n2n_raw.errors import InputError
 
 __all__ = ["CFAS", "check_cfa", "PHONE_CFA", "MAKE_TO_PHONE", "BLOCK_SCENES", "BLOCK_VARIABLES",
            "phone_from_make", "parse_scene_name", "block_cfas"]

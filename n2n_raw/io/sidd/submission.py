@@ -9,9 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ...errors import InputError
-from ..atomic import atomic_path
-from ._mat import _existing_file, _is_hdf5, _loadmat, _open_h5, _short, _whosmat, _write_v5
+from n2n_raw.errors import InputError
+from n2n_raw.io.atomic import atomic_path
+from n2n_raw.io.sidd._mat import _existing_file, _is_hdf5, _loadmat, _open_h5, _short, _whosmat, _write_v5
 
 #: Fields of the ``OptionalData`` struct of a ``SubmitRaw.mat``.
 OPTIONAL_FIELDS = ("MethodName", "Authors", "PaperTitle", "Venue", "MachineSpecs")

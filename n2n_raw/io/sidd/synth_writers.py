@@ -1,6 +1,6 @@
 """Writers of SIDD's input files (frames, metadata, block files, block positions), as SIDD made them.
 
-Used by the synthetic SIDD world (:mod:`n2n_raw.sidd_synth`) and the tests; the pipeline itself only reads
+Used by the synthetic SIDD world (:mod:`n2n_raw.sim.sidd_world`) and the tests; the pipeline itself only reads
 these kinds. All writers are atomic and refuse an existing file unless ``force``.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..atomic import atomic_path
-from ._mat import _write_v5
-from .names import check_cfa
+from n2n_raw.io.atomic import atomic_path
+from n2n_raw.io.sidd._mat import _write_v5
+from n2n_raw.io.sidd.names import check_cfa
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -6,9 +6,8 @@ step and a store of any size trains in bounded memory) and cuts crops:
 - raw: float32 (H, W) mosaics in [0, 1] with their CFA → crops of P×P mosaic pixels at even offsets
   (in "rggb" mode offset by the CFA's R position so every crop starts with R), packed to (4, P/2, P/2).
 
-Sampling follows the paper's epochs: each pass over the data is a fresh permutation, one crop per item, last
-partial batch dropped. Which items and which crops a step uses depend only on (seed, step, sample index),
-so a resumed run, or a DDP rank taking its slice of the global batch, sees exactly the same data.
+A crop depends only on (seed, step, sample index) through the ``rng`` it is given
+(:mod:`n2n_raw.training.batches` draws the batches).
 """
 from __future__ import annotations
 
@@ -19,9 +18,18 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import bayer
-from .cfa import CFAS, check_cfa
-from .errors import InputError
+from n2n_raw.cfa import CFAS, check_cfa
+from n2n_raw.errors import InputError
+from n2n_raw.io import camera_raw, sidd
+from n2n_raw.io.images import list_images, read_rgb
+from n2n_raw.io.sidd import PHONE_CFA
+from n2n_raw.io.store import Store
+from n2n_raw.method import bayer
+from n2n_raw.method.gat_unet import packed_profile
+from n2n_raw.method.noise import add_raw_noise, raw_noise_params
+from n2n_raw.method.noise_profile import estimate_profile
+from n2n_raw.sim.dead_leaves import dead_leaves_set
+from n2n_raw.sim.sidd_world import clean_mosaic
 
 
 @dataclass
@@ -42,7 +50,6 @@ class Item:
     iso: float | None = None
 
 
-RawItem = Item  # the name the raw path has always used
 
 
 class SrgbSource:
@@ -75,7 +82,7 @@ class RawSource:
     mode = "raw"
     channels = 4
 
-    def __init__(self, items: list[RawItem], patch: int, cfa_mode: str = "rggb", augment: bool = False):
+    def __init__(self, items: list[Item], patch: int, cfa_mode: str = "rggb", augment: bool = False):
         self.items, self.patch, self.cfa_mode, self.augment = items, patch, cfa_mode, augment
         margin = 2 if (cfa_mode == "rggb" or augment) else 0  # room for the CFA offset / re-phasing
         for it in items:
@@ -93,8 +100,7 @@ class RawSource:
 
     def noise_levels(self) -> torch.Tensor:
         """(N, 2) float32: each item's (a, b) of the synthetic shot + read noise at its ISO (variance a·x + b;
-        :func:`n2n_raw.sidd_synth.raw_noise_params`). Raises InputError naming the first item without an ISO."""
-        from .sidd_synth import raw_noise_params
+        :func:`n2n_raw.method.noise.raw_noise_params`). Raises InputError naming the first item without an ISO."""
         for it in self.items:
             if it.iso is None:
                 raise InputError(f"--redraw-noise: {it.name} has no ISO (a store needs `iso` attributes, as "
@@ -139,45 +145,6 @@ def _phase_shift(cfa_now: str, cfa_want: str) -> tuple[int, int]:
     return (a[0] - b[0]) % 2, (a[1] - b[1]) % 2
 
 
-def sample_indices(n_items: int, step: int, batch: int, seed: int, steps_per_epoch: int | None) -> np.ndarray:
-    """Item indices of the global batch of ``step``.
-
-    With ``steps_per_epoch`` (natural epochs) epoch e is permutation e, its last partial batch dropped.
-    Without it (``--steps`` runs) samples run through successive permutations continuously.
-    """
-    if steps_per_epoch is not None:
-        e, k = divmod(step, steps_per_epoch)
-        positions = [(e, k * batch + b) for b in range(batch)]
-    else:
-        positions = [divmod(step * batch + b, n_items) for b in range(batch)]
-    perms: dict[int, np.ndarray] = {}
-    out = np.empty(batch, np.int64)
-    for b, (e, pos) in enumerate(positions):
-        if e not in perms:
-            perms[e] = np.random.default_rng([seed, e, 1]).permutation(n_items)
-        out[b] = perms[e][pos]
-    return out
-
-
-def make_batch(source, step: int, batch: int, seed: int, steps_per_epoch: int | None,
-               rank_slice: slice = slice(None), with_gt: bool = False):
-    """Crops of the global batch of ``step`` (or this rank's slice of it).
-
-    Returns float32 (B, C, P, P) in [0, 1] (sRGB: clean; raw: noisy, packed C=4 with side P/2); raw with
-    ``with_gt``: (noisy, clean), each (B, 4, P/2, P/2), the clean crops cut at the noisy crops' windows.
-    """
-    idx = sample_indices(len(source), step, batch, seed, steps_per_epoch)
-    crops = []
-    for b in range(batch)[rank_slice]:
-        rng = np.random.default_rng([seed, step, b, 2])  # per sample: independent of the rank layout
-        crops.append(source.crop(int(idx[b]), rng, with_gt=True) if with_gt else source.crop(int(idx[b]), rng))
-    arr = np.stack(crops)
-    t = torch.from_numpy(arr)
-    if with_gt:
-        return t[:, 0], t[:, 1]
-    return t.float().div_(255.0) if arr.dtype == np.uint8 else t
-
-
 # ---------------------------------------------------------------------------------------------- loading
 
 def load_source(cfg) -> SrgbSource | RawSource:
@@ -196,13 +163,11 @@ def in_memory(name: str, array: np.ndarray, cfa: str | None = None, gt: np.ndarr
 
 def _load_srgb(cfg) -> list[Item]:
     if cfg.data is None:
-        from .synthetic import dead_leaves_set
         side = max(256, cfg.patch_size)
         ims = dead_leaves_set(cfg.default_data_size, side, side, seed=1234)
         return [in_memory(f"dead-leaves #{i}", im) for i, im in enumerate(ims)]
     path = Path(cfg.data)
     if path.is_dir():
-        from .io.images import list_images, read_rgb
         return [in_memory(str(f), read_rgb(f)) for f in list_images(path)]
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
@@ -217,7 +182,6 @@ def _load_srgb(cfg) -> list[Item]:
 
 
 def _open_store(path: Path, mode: str):
-    from .io.store import Store
     st = Store(path)
     if st.mode != mode:
         raise InputError(f"{path}: this store holds {st.mode} data, not {mode}")
@@ -244,7 +208,6 @@ def _iso(value) -> float | None:
 def _camera_raw_items(files, override: str | None) -> list[Item]:
     """Camera raw files (DNG, NEF, ...) read whole, unclipped as ``prepare dng`` stores them: noise below
     black is kept, so dark means stay unbiased."""
-    from .io import camera_raw
     items = []
     for f in files:
         r = camera_raw.read_raw(f, clip=False)
@@ -262,7 +225,6 @@ def _load_raw(cfg) -> list[Item]:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
-        from .io import sidd
         items: list[Item] = []
         try:
             frames = sidd.find_frames(path)
@@ -277,7 +239,6 @@ def _load_raw(cfg) -> list[Item]:
                 items.append(in_memory(str(fs.noisy), sidd.read_frame(fs.noisy), override or info["cfa"], gt,
                                        _iso(info["iso"])))
             return items
-        from .io import camera_raw
         return _camera_raw_items(camera_raw.find_raws(path), override)
     st = _open_store(path, "raw")
     items = []
@@ -295,11 +256,9 @@ def _load_raw(cfg) -> list[Item]:
     return items
 
 
-def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed: int = 1234) -> list[RawItem]:
+def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed: int = 1234) -> list[Item]:
     """The built-in raw training set: noisy SIDD-like mosaics of every phone's CFA (no download), each with its
     clean mosaic as ``gt``."""
-    from .io.sidd import PHONE_CFA
-    from .sidd_synth import add_raw_noise, clean_mosaic, raw_noise_params
     rng = np.random.default_rng(seed)
     phones = list(PHONE_CFA)
     isos = [100, 400, 800, 1600, 3200]
@@ -313,84 +272,19 @@ def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed:
     return items
 
 
-# ---------------------------------------------------------------------------------------- on the device
-
-def _pin(t: torch.Tensor) -> torch.Tensor:
-    """Page-locked copy for asynchronous host→GPU transfers (plain memory on a machine without CUDA)."""
-    return t.pin_memory() if torch.cuda.is_available() else t.contiguous()
 
 
-def flat_nbytes(source) -> int:
-    """Bytes the whole training set takes in a :class:`DeviceCropper` (sRGB uint8, raw float32)."""
-    per_pixel = 3 if source.mode == "srgb" else 4  # uint8 RGB / float32 mosaic
-    return sum(per_pixel * it.shape[0] * it.shape[1] for it in source.items)
-
-
-class DeviceCropper:
-    """The whole training set in one flat tensor; crops gathered where it lives (no per-item host work).
-
-    sRGB items are kept as uint8 (the paper's 44,328 ImageNet images are ≈ 21 GB), raw mosaics as float32.
-    The set lives on ``device``, or with ``pinned`` in pinned host memory (too big for the device): crops are
-    then gathered on the host and copied asynchronously. Offsets are drawn with ``generator`` (on the
-    device, or the CPU when pinned), seeded by (seed, step), so a step is reproducible; the numbers differ
-    from the host path (:func:`make_batch`), which stays the reference on CPU. Every shape is fixed (an index
-    ``gather``), so the step can be compiled.
-    """
-
-    def __init__(self, source, device: torch.device | str, pinned: bool = False):
-        self.target = torch.device(device)
-        self.device = torch.device("cpu") if pinned else self.target  # where the set lives and crops are cut
-        self.pinned = pinned
-        self.mode, self.patch = source.mode, source.patch
-        if self.mode == "srgb":
-            arrays = [np.ascontiguousarray(it.crop(0, 0, *it.shape)) for it in source.items]
-            shapes = [a.shape[:2] for a in arrays]
-            phase = [(0, 0)] * len(arrays)
-            self.step_px, self.channels = 1, 3
-        else:
-            arrays = [np.ascontiguousarray(it.crop(0, 0, *it.shape), dtype=np.float32) for it in source.items]
-            shapes = [a.shape for a in arrays]
-            phase = [bayer.cfa_offset(it.cfa) if source.cfa_mode == "rggb" else (0, 0) for it in source.items]
-            self.step_px, self.channels = 2, 1  # even offsets keep the CFA phase
-        sizes = [a.size for a in arrays]
-        self.flat = torch.from_numpy(np.concatenate([a.reshape(-1) for a in arrays]))
-        self.flat = _pin(self.flat) if pinned else self.flat.to(self.device)
-        self.base = torch.tensor(np.concatenate([[0], np.cumsum(sizes)[:-1]]), dtype=torch.long, device=self.device)
-        self.h = torch.tensor([s[0] for s in shapes], dtype=torch.long, device=self.device)
-        self.w = torch.tensor([s[1] for s in shapes], dtype=torch.long, device=self.device)
-        self.py = torch.tensor([p[0] for p in phase], dtype=torch.long, device=self.device)
-        self.px = torch.tensor([p[1] for p in phase], dtype=torch.long, device=self.device)
-        p = self.patch
-        self.rows = torch.arange(p, device=self.device)
-
-    def crops(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Random crops of items ``idx`` (B,) → float32 (B, C, P, P) in [0, 1] (raw: packed (B, 4, P/2, P/2)),
-        on the target device. ``generator`` lives where the set does."""
-        if self.pinned:  # cut on the host (uint8 for sRGB: 4× less to copy), then one asynchronous copy
-            crops = _pin(self._cut(idx.cpu(), generator)).to(self.target, non_blocking=True)
-        else:
-            crops = self._cut(idx, generator)
-        return crops.float().div_(255.0) if self.mode == "srgb" else crops
-
-    def _cut(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        p, s = self.patch, self.step_px
-        h, w, py, px = self.h[idx], self.w[idx], self.py[idx], self.px[idx]
-        ny = (h - py - p) // s + 1  # number of admissible offsets per item
-        nx = (w - px - p) // s + 1
-        u = torch.rand((2, idx.shape[0]), generator=generator, device=self.device)
-        y = py + s * (u[0] * ny).long().clamp_max(ny - 1)
-        x = px + s * (u[1] * nx).long().clamp_max(nx - 1)
-        r = (y[:, None] + self.rows[None]) * w[:, None]            # (B, P) row starts
-        cols = x[:, None] + self.rows[None]                          # (B, P)
-        pix = r[:, :, None] + cols[:, None, :]                       # (B, P, P) pixel index within the item
-        if self.mode == "srgb":
-            idx3 = self.base[idx, None, None, None] + pix[..., None] * 3 + torch.arange(3, device=self.device)
-            return self.flat[idx3].permute(0, 3, 1, 2)
-        mos = self.flat[self.base[idx, None, None] + pix]            # (B, P, P)
-        return torch.nn.functional.pixel_unshuffle(mos[:, None], 2)
-
-
-def device_indices(n_items: int, step: int, batch: int, seed: int, steps_per_epoch: int | None,
-                   device: torch.device) -> torch.Tensor:
-    """:func:`sample_indices` as a tensor on the device (permutations are tiny; made on the host)."""
-    return torch.from_numpy(sample_indices(n_items, step, batch, seed, steps_per_epoch)).to(device, non_blocking=True)
+def training_profile(items, cfa_mode: str, count: int = 8, side: int = 1024) -> tuple[list[float], list[float]]:
+    """One profile per packed channel for a training run: the median over up to ``count`` items (their central
+    ``side``×``side`` windows) of each one's blind estimate (:func:`n2n_raw.method.noise_profile.estimate_profile`)."""
+    picks = items[:: max(1, len(items) // count)][:count]
+    per_item = []
+    for it in picks:
+        h, w = it.shape
+        hh, ww = min(h, side) // 2 * 2, min(w, side) // 2 * 2
+        y, x = (h - hh) // 4 * 2, (w - ww) // 4 * 2
+        p = estimate_profile(np.asarray(it.crop(y, x, hh, ww), np.float32), shared=True)
+        per_item.append(packed_profile(p.a, p.b, it.cfa, cfa_mode))
+    arr = np.asarray(per_item, np.float64)  # (items, 2, 4)
+    med = np.median(arr, axis=0)
+    return med[0].tolist(), med[1].tolist()

@@ -19,13 +19,13 @@ from typing import Callable, Iterator
 
 from PIL import Image
 
-from . import cfa_check
-from .errors import InputError
-from .io.atomic import check_writable
-from .io.camera_raw import find_raws, read_raw
-from .io.images import _sort_key, list_images, read_rgb
-from .io.sidd import FrameSet, find_frames, frame_cfa, read_frame
-from .io.store import StoreWriter
+from n2n_raw.errors import InputError
+from n2n_raw.io.atomic import check_writable
+from n2n_raw.io.camera_raw import find_raws, read_raw
+from n2n_raw.io.images import _sort_key, list_images, read_rgb
+from n2n_raw.io.sidd import FrameSet, find_frames, frame_cfa, read_frame
+from n2n_raw.io.store import StoreWriter
+from n2n_raw.method import cfa_check
 
 __all__ = ["prepare_dng", "prepare_sidd", "prepare_srgb"]
 
@@ -119,7 +119,7 @@ def prepare_dng(root: str | os.PathLike, out: str | os.PathLike, *, workers: int
     Files are decoded by a small thread pool (``workers``, default min(4, CPUs), at most
     ``MAX_WORKERS`` = 8; :func:`_ordered_map`) and consumed in order, with at most ``workers + 1`` frames in
     memory. Every frame goes through
-    :func:`n2n_raw.cfa_check.cfa_phase_check`; a mismatch is a warning naming the file.
+    :func:`n2n_raw.method.cfa_check.cfa_phase_check`; a mismatch is a warning naming the file.
 
     Args:
         progress: called as ``progress(done, total)`` after each file (read or skipped).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .subsample import check_batch, subsample
+from n2n_raw.method.subsample import check_batch, subsample
 
 
 def gamma_for_epoch(epoch: int, n_epochs: int, increase_ratio: float) -> float:
@@ -26,7 +26,7 @@ def n2n_loss(model: nn.Module, noisy: torch.Tensor, masks: torch.Tensor, gamma: 
     Args:
         model: maps (N, C, H, W) → (N, C, H, W).
         noisy: y, (N, C, H, W), H and W multiples of 64 (the half-size sub-image feeds the U-Net).
-        masks: from :func:`n2n_raw.subsample.draw_masks` for this batch.
+        masks: from :func:`n2n_raw.method.subsample.draw_masks` for this batch.
         gamma: Λ of the current epoch.
     Returns:
         (loss, rec, reg): scalars in fp32; loss = lambda1·rec + lambda2·gamma·reg.
@@ -72,7 +72,7 @@ def noise2noise_sub_loss(model: nn.Module, noisy: torch.Tensor, target: torch.Te
     Args:
         model: maps (N, C, H/2, W/2) → (N, C, H/2, W/2).
         noisy, target: y and y', (N, C, H, W), H and W multiples of 64.
-        masks: from :func:`n2n_raw.subsample.draw_masks` for this batch (only g1's index is used).
+        masks: from :func:`n2n_raw.method.subsample.draw_masks` for this batch (only g1's index is used).
     Returns:
         (loss, rec, reg) as :func:`supervised_loss` returns them.
     """
@@ -90,7 +90,7 @@ def r2r_loss(model: nn.Module, noisy: torch.Tensor, e: torch.Tensor, alpha: floa
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Recorrupted-to-Recorrupted (Pang et al., CVPR 2021) in a variance-stabilised model's own domain.
 
-    z = GAT(y) has unit-variance noise n (:class:`n2n_raw.pretrained.GatUNet`). With e ~ N(0, 1) drawn fresh,
+    z = GAT(y) has unit-variance noise n (:class:`n2n_raw.method.gat_unet.GatUNet`). With e ~ N(0, 1) drawn fresh,
     z + αe and z − e/α have noises n + αe and n − e/α, which are uncorrelated (cov = 1 − 1 = 0): the MSE
     between f(input) and the second is the MSE against the clean signal plus a constant, so the network learns
     to denoise without clean data. Both are scaled by k = 1/sqrt(1 + α²), which brings the input's noise back to

@@ -10,7 +10,6 @@ blocks ×255 (float); means over all blocks.
 """
 from __future__ import annotations
 
-import functools
 import math
 import time
 from pathlib import Path
@@ -18,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import infer, metrics
-from .accel import autocast, inference_precision, place_model
-from .config import TrainConfig
-from .errors import InputError
+from n2n_raw.accel import autocast, inference_precision, place_model
+from n2n_raw.errors import InputError
+from n2n_raw.evaluation import metrics
+from n2n_raw.inference import tiling
+from n2n_raw.io.images import quantize_uint8, read_rgb, validation_folder_images
+from n2n_raw.io.sidd import read_blocks, read_checked_blocks
 
 PAPER_REPEATS = {"kodak": 10, "bsd300": 3, "set14": 20}
 
@@ -64,14 +65,13 @@ def denoise_protocol(model: torch.nn.Module, noisy: np.ndarray, device, precisio
     with autocast(torch.device(device), inference_precision(precision)):
         out = model(xp)
     pred = out[0, :, :h, :w].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    return metrics.quantize_uint8(pred)
+    return quantize_uint8(pred)
 
 
 def evaluate_srgb(model: torch.nn.Module, folders: list[str | Path], noise: str = "gauss25",
                   repeat: int | None = None, seed: int = 101, device="cpu", precision: str = "fp32",
                   progress=None) -> dict:
     """Run the paper's sRGB protocol; returns the JSON report (psnr, ssim, count, noisy_psnr, per_image, sets)."""
-    from .io.images import read_rgb, validation_folder_images
     plan = []
     for folder in folders:
         files = validation_folder_images(folder)
@@ -87,7 +87,7 @@ def evaluate_srgb(model: torch.nn.Module, folders: list[str | Path], noise: str 
                 clean = read_rgb(f)
                 noisy = add_valid_noise(clean.astype(np.float32) / 255.0, noise)
                 pred8 = denoise_protocol(model, noisy, device, precision)
-                noisy8 = metrics.quantize_uint8(np.clip(noisy, 0, 1))
+                noisy8 = quantize_uint8(np.clip(noisy, 0, 1))
                 rows.append({"set": folder.name, "image": f.name, "repeat": r,
                              "psnr": metrics.psnr_uint8(pred8, clean), "ssim": metrics.ssim_matlab(pred8, clean),
                              "noisy_psnr": metrics.psnr_uint8(noisy8, clean)})
@@ -106,13 +106,13 @@ def evaluate_raw(model: torch.nn.Module, noisy: np.ndarray, gt: np.ndarray, cfas
                  batch_size: int = 32, device="cpu", precision: str = "fp32", progress=None,
                  unify: str | None = None) -> dict:
     """SIDD-convention metrics of a raw model on blocks (N, B, h, w); returns the JSON report.
-    ``unify``: how ``rggb`` mode brings non-RGGB blocks to RGGB phase (default :data:`n2n_raw.infer.BLOCK_UNIFY`)."""
-    unify = infer.BLOCK_UNIFY if unify is None else unify
+    ``unify``: how ``rggb`` mode brings non-RGGB blocks to RGGB phase (default :data:`n2n_raw.inference.tiling.BLOCK_UNIFY`)."""
+    unify = tiling.BLOCK_UNIFY if unify is None else unify
     if noisy.shape != gt.shape:
         raise InputError(f"noisy blocks {noisy.shape} and ground truth {gt.shape} differ in shape")
     model = place_model(model, torch.device(device)).eval()
     t0 = time.perf_counter()
-    pred = infer.denoise_blocks(model, noisy, cfas, cfa_mode, batch_size, device, precision, progress, unify)
+    pred = tiling.denoise_blocks(model, noisy, cfas, cfa_mode, batch_size, device, precision, progress, unify)
     seconds = time.perf_counter() - t0
     rows = []
     for i in range(noisy.shape[0]):
@@ -132,29 +132,12 @@ def _summary(rows: list[dict], **extra) -> dict:
             "noisy_psnr": float(np.mean([r["noisy_psnr"] for r in rows])), "count": len(rows), **extra}
 
 
-# ------------------------------------------------------------------------ validation during training
-
-@functools.lru_cache(maxsize=1)
-def val_blocks(noisy_path: str, gt_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """The raw validation block files, read once per process (validation and the end-of-run picture)."""
-    from .io.sidd import read_blocks, read_checked_blocks
-    return read_checked_blocks(noisy_path), read_blocks(gt_path)
-
-
-def make_validator(cfg: TrainConfig, device: torch.device):
-    """A function model → (psnr, ssim) for the configured validation data, or None. Validation runs in fp32
-    whatever the training precision: a score is never taken under bf16 rounding."""
-    if cfg.mode == "srgb" and cfg.val:
-        return lambda m: _ps(evaluate_srgb(m, list(cfg.val), cfg.noise, cfg.val_repeat, 101, device, "fp32"))
-    if cfg.mode == "raw" and cfg.val_noisy:
-        if not cfg.val_gt:
-            raise InputError("--val-gt: needed together with --val-noisy")
-        from .io.sidd import block_cfas
-        noisy, gt = val_blocks(cfg.val_noisy, cfg.val_gt)
-        cfas = block_cfas(noisy.shape[0], cfg.val_cfa)  # the blocks' own CFAs: --cfa is for the training data
-        return lambda m: _ps(evaluate_raw(m, noisy, gt, cfas, cfg.cfa_mode, 32, device, "fp32"))
-    return None
-
-
-def _ps(report: dict) -> tuple[float, float]:
-    return report["psnr"], report["ssim"]
+def read_block_pair(noisy_path: str | Path, gt_path: str | Path, positions: str | Path | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """SIDD raw block files for :func:`evaluate_raw`: noisy (checked against ``positions``, the
+    BenchmarkBlocks32.mat beside it by default) and ground truth, (N, B, h, w) each. Raises InputError where a
+    file is unreadable or the two shapes differ."""
+    noisy, gt = read_checked_blocks(noisy_path, positions), read_blocks(gt_path)
+    if noisy.shape != gt.shape:
+        raise InputError(f"{gt_path}: shape {gt.shape} differs from {noisy_path} {noisy.shape}")
+    return noisy, gt

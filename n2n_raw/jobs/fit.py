@@ -15,10 +15,22 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import InputError
+from n2n_raw.accel import inference_precision, pick_device, place_model
+from n2n_raw.checkpoint import load_model
+from n2n_raw.config import TrainConfig
+from n2n_raw.errors import InputError
+from n2n_raw.evaluation.metrics import MEGAPIXEL
+from n2n_raw.inference.onnx_engine import resolve_engine
+from n2n_raw.inference.photos import OUTPUTS, check_ensemble, denoise_file
+from n2n_raw.io.atomic import check_writable
+from n2n_raw.io.camera_raw import RAW_SUFFIXES, find_raws, read_raw
+from n2n_raw.jobs.export import SUFFIXES, check_available, check_format, default_model_id
+from n2n_raw.jobs.export import export as export_model
+from n2n_raw.training.loop import train
+from n2n_raw.training.runfolder import check_run_dir
 
 #: Settings of a fit run: fine-tune the shipped model (trained supervised on synthetic noise,
-#: :mod:`n2n_raw.pretrained`) on the photos with R2R, then denoise each photo as the mean of 4 Bayer-preserving
+#: :mod:`n2n_raw.method.gat_unet`) on the photos with R2R, then denoise each photo as the mean of 4 Bayer-preserving
 #: views. Measured with benchmarks/peers.py (benchmarks/RESULTS.md): against the shipped model alone, R2R (300
 #: steps, lr 3e-4) gained 0.66 dB on the real burst and 0.17 dB on real content at a SIDD-like level, and lost
 #: 1.55 dB on low-light real content and 1.26 dB on the synthetic SIDD world; Neighbor2Neighbor fine-tuning lost
@@ -41,7 +53,6 @@ def find_photos(photos: Sequence[str | os.PathLike]) -> list[Path]:
         InputError: nothing given, a missing path, a file that is not a camera raw by its suffix, a folder
             without raw files, or two photos whose outputs would share a name (same file stem).
     """
-    from .io.camera_raw import RAW_SUFFIXES, find_raws
     if not photos:
         raise InputError("PHOTOS: give at least one camera raw file or folder")
     files: list[Path] = []
@@ -80,8 +91,6 @@ def fit_config(files: Sequence[Path], *, steps: int | None = None, lr: float | N
                target: str | None = None):
     """The :class:`~n2n_raw.config.TrainConfig` of a fit run on ``files`` (read once here: every photo must be
     a readable Bayer raw; a one-line InputError names the first that is not). None takes :data:`FIT_DEFAULTS`."""
-    from .config import TrainConfig
-    from .io.camera_raw import read_raw
     shapes = [read_raw(f).mosaic.shape for f in files]
     scratch = start_from in (None, "scratch")
     defaults = {**FIT_DEFAULTS, **(SCRATCH_DEFAULTS if scratch else {})}
@@ -120,26 +129,19 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
             the pretrained model's variance-stabilised domain; see ``n2n-raw train --help``). None: r2r, or n2n
             from scratch (:data:`SCRATCH_DEFAULTS`, which also sets a scratch run's default ``lr``).
         ensemble: denoise each photo as the mean of 1, 2, 4 or 8 Bayer-preserving views
-            (:data:`n2n_raw.denoise.ENSEMBLES`).
+            (:data:`n2n_raw.inference.photos.ENSEMBLES`).
         log: receives training's log lines (settings, progress, notes).
         progress: called as ``progress(done, total)`` after each photo is denoised (``.close()`` called if any).
         export: "dtmodel" or "onnx": also write the model as ``run_dir/<id>.dtmodel`` (a darktable package,
-            id :func:`n2n_raw.export.default_model_id`) or ``run_dir/<id>.onnx`` (:mod:`n2n_raw.export`).
+            id :func:`n2n_raw.jobs.export.default_model_id`) or ``run_dir/<id>.onnx`` (:mod:`n2n_raw.jobs.export`).
     Returns:
         ``{"photos": [paths], "outputs": [[dng, png] per photo], "train": train summary,
-        "train_seconds": s, "denoise_seconds": s, "megapixels": MP denoised, "export": ExportResult or None}``.
+        "train_seconds": s, "denoise_seconds": s, "megapixels": MP denoised, "export": ExportResult or None,
+        "model": the trained model (on the device), "meta": its checkpoint metadata}``.
     Raises:
         InputError: bad photos (missing, unreadable, not a Bayer raw, too small), an option out of range, a
             non-empty ``run_dir`` or an existing output without ``force``. Raised before anything is written.
     """
-    from .accel import pick_device
-    from .denoise import OUTPUTS, check_ensemble
-    from .denoiser import Denoiser
-    from .io.atomic import check_writable
-    from .metrics import MEGAPIXEL
-    from .runfolder import check_run_dir
-    from .train import train
-
     files = find_photos(photos)
     run_dir = Path(run_dir)
     out_dir = Path(denoised_dir) if denoised_dir is not None else run_dir / "denoised"
@@ -150,7 +152,6 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
             check_writable(out_dir / f"{f.stem}{suffix}", force, make_folder=False)
     package = None
     if export is not None:  # format, file name and the onnx package, before training
-        from .export import SUFFIXES, check_available, check_format, default_model_id
         fmt = check_format(export)
         package = check_writable(run_dir / f"{default_model_id(run_dir)}{SUFFIXES[fmt]}", force, make_folder=False)
         check_available()
@@ -163,12 +164,18 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     summary = train(cfg, run_dir, force=force, log=log)
     t_train = time.perf_counter() - t0
 
-    d = Denoiser.load(run_dir, which="last", device=dev, precision=precision,  # no validation: the newest
-                      ensemble=ensemble)
+    model, meta = load_model(run_dir, which="last")  # no validation: the newest; loaded once
+    # exported first: denoising sets each photo's noise profile in the model (a GatUNet holds one), and the
+    # package keeps the profile it was trained with
+    exported = export_model(model, meta, package, force=force) if package is not None else None
+    model = place_model(model, dev).eval()
+    prec = inference_precision(precision)
+    engine = resolve_engine("auto", dev, prec)
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs, pixels, t1 = [], 0, time.perf_counter()
     for f in files:
-        written, n = d.denoise_file(f, out_dir, force=force)
+        written, n = denoise_file(model, meta, f, out_dir, force=force, device=dev, precision=prec, engine=engine,
+                                  ensemble=ensemble)
         outputs.append(written)
         pixels += n
         if progress is not None:
@@ -176,8 +183,6 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     if hasattr(progress, "close"):
         progress.close()
     t_denoise = time.perf_counter() - t1
-    # the checkpoint as saved: denoising gave the model each photo's noise profile (a GatUNet holds one)
-    exported = (Denoiser.load(run_dir, which="last", device="cpu").export(package, force=force)
-                if package is not None else None)
     return {"photos": files, "outputs": outputs, "train": summary, "train_seconds": round(t_train, 2),
-            "denoise_seconds": round(t_denoise, 2), "megapixels": pixels / MEGAPIXEL, "export": exported}
+            "denoise_seconds": round(t_denoise, 2), "megapixels": pixels / MEGAPIXEL, "export": exported,
+            "model": model, "meta": meta}

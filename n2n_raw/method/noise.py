@@ -1,4 +1,5 @@
-"""Synthetic noise models of the sRGB mode, in [0, 1] units, never clipped or quantised.
+"""Synthetic noise models: the sRGB mode's (in [0, 1] units, never clipped or quantised) and the raw shot + read
+noise of the built-in data (clipped to [0, 1] as SIDD's normalised raw is).
 
 Each model is a small module called as ``model(clean, generator)``; all randomness comes from the explicit
 ``torch.Generator`` so a run is reproducible. Noise is per pixel and channel (the reference's current-PyTorch
@@ -6,10 +7,11 @@ defect, one constant offset per image, cannot happen here: see tests).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from .config import NOISES
+from n2n_raw.config import NOISES
 
 
 class GaussianNoise(nn.Module):
@@ -63,11 +65,39 @@ class PoissonNoise(nn.Module):
         return (torch.poisson(rate, generator=generator) / lam).to(x.dtype)
 
 
+#: The raw noise model of the built-in data (the synthetic SIDD world, ``--redraw-noise``): SIDD-like shot and
+#: read noise that grow with ISO.
+_A100, _A_EXP = 4.0e-4, 0.85   # shot-noise gain: a = _A100 · (iso/100)^_A_EXP
+_B100, _B_EXP = 4.0e-6, 1.40   # read-noise variance: b = _B100 · (iso/100)^_B_EXP
+
+
+def raw_noise_params(iso: float) -> tuple[float, float]:
+    """Shot + read noise for an ISO: variance of a pixel with clean value x (normalised raw) = a·x + b.
+
+    SIDD-like levels, chosen so that noisy PSNR spans roughly 23–44 dB (ISO 100: a = 4e-4, b = 4e-6;
+    ISO 3200: a ≈ 7.5e-3, b ≈ 5.1e-4; ISO 10000: a ≈ 2.0e-2, b ≈ 2.5e-3). Both grow monotonically with ISO.
+    """
+    iso = float(iso)
+    if not iso > 0:
+        raise ValueError(f"ISO must be positive, got {iso}")
+    g = iso / 100.0
+    return _A100 * g ** _A_EXP, _B100 * g ** _B_EXP
+
+
+def add_raw_noise(rng: np.random.Generator, clean: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Noisy raw: clean + N(0, a·clean + b) per pixel (normal approximation of shot + read noise), clipped
+    to [0, 1] as SIDD's normalised raw is. ``clean``: float array in [0, 1]; returns float32 of its shape."""
+    clean = np.asarray(clean, dtype=np.float32)
+    std = np.sqrt(np.maximum(a * clean + b, 0.0)).astype(np.float32)
+    noisy = clean + std * rng.standard_normal(clean.shape, dtype=np.float32)
+    return np.clip(noisy, 0.0, 1.0).astype(np.float32)
+
+
 class RawShotReadNoise(nn.Module):
     """Raw shot + read noise: y = clip(x + N(0, a·x + b), 0, 1) per pixel, with (a, b) per sample.
 
-    The normal approximation of :func:`n2n_raw.sidd_synth.add_raw_noise` (the synthetic SIDD world's model,
-    levels from :func:`~n2n_raw.sidd_synth.raw_noise_params`), drawn on the device from the explicit generator
+    The normal approximation of :func:`add_raw_noise` (the synthetic SIDD world's model,
+    levels from :func:`raw_noise_params`), drawn on the device from the explicit generator
     so that raw training can redraw its noise every step (``train --redraw-noise``).
     """
 

@@ -1,38 +1,33 @@
 """A raw denoiser that works in the variance-stabilised domain, and the one that ships with the package.
 
 :class:`GatUNet` wraps the paper's U-Net between two fixed elementwise transforms held as buffers: the
-generalized Anscombe transform of the photo's noise profile (:mod:`n2n_raw.vst`; the noise becomes unit-variance
+generalized Anscombe transform of the photo's noise profile (:mod:`n2n_raw.method.vst`; the noise becomes unit-variance
 Gaussian whatever the signal, camera or ISO) and its algebraic inverse. The U-Net therefore always sees the same
 noise, and one set of weights serves every noise level: only the profile (a, b per packed plane, from the DNG's
-NoiseProfile tag or estimated from the photo, :mod:`n2n_raw.noise_profile`) changes from photo to photo.
+NoiseProfile tag or estimated from the photo, :mod:`n2n_raw.method.noise_profile`) changes from photo to photo.
 The interface stays the U-Net's: packed (N, 4, H, W) → (N, 4, H, W), normalised units, so tiling, training,
 checkpoints and ONNX export treat it like any raw model (the profile is a buffer, exported as a constant).
 
-The shipped weights (``weights/raw-gat-unet.*``) were trained *supervised* on synthetic Poisson–Gaussian noise
+The shipped weights (``n2n_raw/weights/raw-gat-unet.*``, :data:`n2n_raw.checkpoint.WEIGHTS`) were trained *supervised* on synthetic Poisson–Gaussian noise
 over clean linear content made from public sRGB photographs and dead leaves (``benchmarks/pretrain_raw.py``
 says exactly how); no photo of the user and no real noise was seen. ``n2n-raw fit`` starts from them and
 fine-tunes self-supervised on the user's photos.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from .bayer import packed_colors
-from .cfa import check_cfa
-from .errors import InputError
-from .unet import UNet
-from .vst import gat, gat_inverse_algebraic
+from n2n_raw.cfa import check_cfa
+from n2n_raw.method.bayer import packed_colors
+from n2n_raw.method.unet import UNet
+from n2n_raw.method.vst import gat, gat_inverse_algebraic
 
 #: The factor between the GAT domain (unit noise σ) and the U-Net's input: its noise σ is 1/16 there, a
 #: moderate sRGB-like level, and a well-exposed photo at ISO 100–3200 spans a few units.
 GAT_SCALE = 1.0 / 16.0
-#: Where the shipped model lives (a normal n2n-raw checkpoint: JSON + safetensors).
-WEIGHTS = Path(__file__).resolve().parent / "weights" / "raw-gat-unet.json"
 #: The shot-noise range the shipped model was trained on, and the most read noise against it (b ≤ 1000·a²);
 #: a profile outside is brought inside (:meth:`GatUNet.set_profile`): overestimating a noise term a little costs
 #: far less than feeding the U-Net a GAT domain it never saw (a dark, read-noise-limited frame whose a is ≈ 0
@@ -95,7 +90,7 @@ class GatUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, stabilised: bool = False) -> torch.Tensor:
         """``stabilised``: ``x`` is already in the GAT domain (unit noise) and so is the result, the U-Net's
-        own mapping there (:func:`n2n_raw.loss.r2r_loss` trains it)."""
+        own mapping there (:func:`n2n_raw.method.loss.r2r_loss` trains it)."""
         if stabilised:
             return self.net(x * self.scale) / self.scale
         a, b = self.a.to(x.dtype), self.b.to(x.dtype)
@@ -122,30 +117,3 @@ def packed_profile(a: Sequence[float], b: Sequence[float], cfa: str | None,
         mean = {c: float(sum(x for x, l in zip(v, letters) if l == c) / letters.count(c)) for c in "RGB"}
         return [mean[c] for c in packed_colors(cfa, cfa_mode)]
     return by_colour(a), by_colour(b)
-
-
-def starting_model(spec: str) -> nn.Module:
-    """The model a run starts from (``--start-from``): ``"pretrained"`` (the shipped :class:`GatUNet`) or a raw
-    run folder / checkpoint (its newest checkpoint). Raises InputError for what cannot start a raw run."""
-    from .checkpoint import load_model
-    model, meta = load_model(WEIGHTS if spec == "pretrained" else spec, which="last")
-    if meta.get("mode") != "raw" or model.in_ch != 4:
-        raise InputError(f"--start-from {spec}: a raw checkpoint is needed, this one is {meta.get('mode')}")
-    return model.train()
-
-
-def training_profile(items, cfa_mode: str, count: int = 8, side: int = 1024) -> tuple[list[float], list[float]]:
-    """One profile per packed channel for a training run: the median over up to ``count`` items (their central
-    ``side``×``side`` windows) of each one's blind estimate (:func:`n2n_raw.noise_profile.estimate_profile`)."""
-    from .noise_profile import estimate_profile
-    picks = items[:: max(1, len(items) // count)][:count]
-    per_item = []
-    for it in picks:
-        h, w = it.shape
-        hh, ww = min(h, side) // 2 * 2, min(w, side) // 2 * 2
-        y, x = (h - hh) // 4 * 2, (w - ww) // 4 * 2
-        p = estimate_profile(np.asarray(it.crop(y, x, hh, ww), np.float32), shared=True)
-        per_item.append(packed_profile(p.a, p.b, it.cfa, cfa_mode))
-    arr = np.asarray(per_item, np.float64)  # (items, 2, 4)
-    med = np.median(arr, axis=0)
-    return med[0].tolist(), med[1].tolist()

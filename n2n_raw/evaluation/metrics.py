@@ -8,7 +8,7 @@ Everything here is plain numpy/scipy in float64 (no scikit-image, no OpenCV):
   reference's ``calculate_ssim``) compute it: an 11×11 Gaussian window with σ = 1.5 normalised to sum 1,
   'valid' filtering (the 5-pixel border is not scored), C1 = (0.01·L)², C2 = (0.03·L)², mean of the map;
   colour images are scored per channel and the three means averaged.
-- :func:`quantize_uint8` — the sRGB protocol's rounding of a [0, 1] prediction to uint8.
+- :func:`~n2n_raw.io.images.quantize_uint8` (in io: PNG writing uses it too) — the sRGB protocol's rounding of a [0, 1] prediction to uint8.
 - :func:`srgb_image_metrics` — one evaluation of the sRGB protocol (quantise, PSNR, SSIM).
 - :func:`raw_block_metrics` / :func:`raw_block_scores` — the SIDD raw convention: prediction clamped to
   [0, 1], PSNR with data range 1 per block, MATLAB-style SSIM on the blocks ×255 (float, not quantised),
@@ -22,8 +22,10 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from n2n_raw.io.images import quantize_uint8
+
 __all__ = [
-    "SSIM_WINDOW", "SSIM_SIGMA", "gaussian_window_1d", "psnr", "psnr_uint8", "ssim_matlab", "quantize_uint8",
+    "SSIM_WINDOW", "SSIM_SIGMA", "gaussian_window_1d", "psnr", "psnr_uint8", "ssim_matlab", 
     "srgb_image_metrics", "raw_block_scores", "raw_block_metrics", "MEGAPIXEL",
 ]
 
@@ -133,26 +135,6 @@ def ssim_matlab(a, b, data_range: float = 255.0) -> float:
         raise ValueError(f"ssim_matlab needs images of at least {SSIM_WINDOW}×{SSIM_WINDOW}, got {a.shape[1:]}")
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     return float(np.mean(_ssim_channels(a, b, float(data_range))))
-
-
-def quantize_uint8(pred01: np.ndarray) -> np.ndarray:
-    """The sRGB protocol's rounding: clamp to [0, 1], ``floor(x·255 + 0.5)``, clip to [0, 255], as uint8.
-
-    Args:
-        pred01: float array of any shape, nominally in [0, 1] (out-of-range values are clamped; NaN is refused).
-            The arithmetic runs in the input's floating dtype (float32 stays float32, as in the reference,
-            whose prediction is a float32 array), so ties round exactly as there.
-    Returns:
-        uint8 array of the same shape.
-    """
-    x = np.asarray(pred01)
-    if not np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float64)
-    if np.isnan(x).any():
-        raise ValueError("quantize_uint8: prediction contains NaN")
-    x = np.clip(x, 0, 1)
-    x = np.floor(x * x.dtype.type(255) + x.dtype.type(0.5))
-    return np.clip(x, 0, 255).astype(np.uint8)
 
 
 def srgb_image_metrics(pred01: np.ndarray, clean_u8: np.ndarray) -> tuple[float, float]:

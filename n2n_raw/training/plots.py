@@ -7,6 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from n2n_raw.evaluation.validation import val_blocks
+from n2n_raw.inference.tiling import denoise_mosaic, forward_padded
+from n2n_raw.io.images import read_rgb, validation_folder_images
+from n2n_raw.io.sidd import block_cfas
+from n2n_raw.method.bayer import pack, unify_crop
+from n2n_raw.method.noise import make_noise
+
 
 def _plt():
     import matplotlib
@@ -45,7 +52,6 @@ def raw_to_srgb(mosaic: np.ndarray, cfa: str, ref: np.ndarray | None = None) -> 
     """A quick preview of a Bayer mosaic (H, W) in [0, 1]: half-resolution RGB (G averaged), grey-world white
     balance and brightness from ``ref`` (another mosaic of the same scene, e.g. the noisy one, so panels
     compare) or from the mosaic itself, sRGB gamma → uint8 (about H/2, W/2, 3)."""
-    from .bayer import pack, unify_crop
 
     def rgb_of(m):
         p = pack(np.ascontiguousarray(unify_crop(m, cfa))).astype(np.float64)  # R, G1, G2, B
@@ -80,13 +86,9 @@ def write_pictures(cfg, source, model, run_dir: Path, device) -> None:
     a training crop when no validation data are configured; raw is rendered to sRGB for viewing."""
     import torch
 
-    from .evaluate import val_blocks
-    from .infer import forward_padded
-    from .noise import make_noise
     write_curves(run_dir)
     model.eval()
     if cfg.mode == "srgb":
-        from .io.images import read_rgb, validation_folder_images
         if cfg.val:
             im = read_rgb(validation_folder_images(cfg.val[0])[0])
         else:
@@ -99,9 +101,7 @@ def write_pictures(cfg, source, model, run_dir: Path, device) -> None:
         to8 = lambda t: (t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # noqa: E731
         panels = [("noisy", to8(noisy)), ("denoised", to8(den)), ("clean", to8(clean))]
     else:
-        from .infer import denoise_mosaic
         if cfg.val_noisy and cfg.val_gt:
-            from .io.sidd import block_cfas
             noisy, gt = (b[0, 0] for b in val_blocks(cfg.val_noisy, cfg.val_gt))
             cfa = block_cfas(1, cfg.val_cfa)[0]
         else:

@@ -15,13 +15,17 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import bayer, infer
-from .errors import InputError
-from .io.atomic import atomic_path, check_writable
-from .noise_profile import NoiseProfile, estimate_profile, profile_from_dng
-from .pretrained import GatUNet, packed_profile
-
-from .infer import OVERLAP  # processing pixels of context kept around each tile
+from n2n_raw.cfa import check_cfa
+from n2n_raw.errors import InputError
+from n2n_raw.inference import tiling
+from n2n_raw.inference.profile import profile_from_dng
+from n2n_raw.inference.tiling import OVERLAP  # processing pixels of context kept around each tile
+from n2n_raw.io import camera_raw, dng, sidd
+from n2n_raw.io.atomic import atomic_path, check_writable
+from n2n_raw.io.images import is_image_file, quantize_uint8, read_rgb, write_png
+from n2n_raw.method import bayer
+from n2n_raw.method.gat_unet import GatUNet, packed_profile
+from n2n_raw.method.noise_profile import NoiseProfile, estimate_profile
 
 
 def load_npy(path: Path, ndim: int, what: str) -> np.ndarray:
@@ -67,25 +71,21 @@ def read_input(path: str | Path, mode: str, cfa: str | None = None) -> Loaded:
     """Read a file for a ``mode`` ("srgb" or "raw") checkpoint; ``cfa`` overrides a raw file's own CFA.
 
     Raises InputError for a file the mode cannot take (one line naming it and the reason)."""
-    from .cfa import check_cfa
     path = Path(path)
     suffix = path.suffix.lower()
     if mode == "srgb":
         if suffix == ".npy":
             return Loaded("rgb-npy", load_npy(path, 3, "float32 (H, W, 3)"))
-        from .io.images import is_image_file, read_rgb
         if not is_image_file(path):
             raise InputError(f"{path}: not an image or .npy file (sRGB checkpoint)")
         return Loaded("rgb", read_rgb(path).astype(np.float32) / 255.0)
     override = check_cfa(cfa) if cfa else None
-    from .io import camera_raw
     if suffix in camera_raw.RAW_SUFFIXES:
         r = camera_raw.read_raw(path, clip=False)  # as training saw it: noise below black kept, dark means unbiased
         return Loaded("camera-raw", r.mosaic, override or r.cfa)
     if suffix == ".npy":
         return Loaded("npy-mosaic", load_npy(path, 2, "a float32 (H, W) Bayer mosaic"), override)
     if suffix == ".mat":
-        from .io import sidd
         m = sidd.read_frame(path)
         if override is None:  # as prepare and train read a scene folder: METADATA beside it, else the phone
             override = sidd.frame_cfa(sidd.frame_set(path))["cfa"]
@@ -108,10 +108,10 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
     sRGB checkpoints: ``x`` (H, W, 3) float in [0, 1]. Raw checkpoints: ``x`` (H, W) Bayer mosaic, H and W
     even, black 0 and white 1 (values below 0 allowed); ``cfa`` is its pattern (needed by ``rggb`` checkpoints,
     which unify every CFA to RGGB). ``tile``: None tiles only when one pass would not fit in memory.
-    A :class:`~n2n_raw.pretrained.GatUNet` is given this mosaic's noise profile first: ``profile`` (e.g. the
+    A :class:`~n2n_raw.method.gat_unet.GatUNet` is given this mosaic's noise profile first: ``profile`` (e.g. the
     DNG's tag), else the blind estimate from ``x`` itself. ``ensemble`` (raw, ``rggb`` checkpoints): average
     over that many Bayer-preserving views (:data:`ENSEMBLES`; that many times the time). ``engine``: ``torch``, ``onnxruntime`` or ``auto``
-    (see :func:`n2n_raw.infer.forward_padded`).
+    (see :func:`n2n_raw.inference.tiling.forward_padded`).
     """
     x = np.asarray(x)
     check_ensemble(ensemble)
@@ -119,7 +119,7 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
         if x.ndim != 3 or x.shape[2] != 3:
             raise InputError(f"{name}: shape {x.shape}; an sRGB checkpoint takes (H, W, 3)")
         t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))
-        return infer.denoise_tiled(model, t, tile, OVERLAP, device, precision,
+        return tiling.denoise_tiled(model, t, tile, OVERLAP, device, precision,
                                    log=_plan_logger(log, 1), engine=engine).permute(1, 2, 0).numpy()
     if x.ndim != 2:
         raise InputError(f"{name}: shape {x.shape}; a raw checkpoint takes an (H, W) Bayer mosaic")
@@ -137,7 +137,7 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
     out = None
     for hflip, vflip, transpose in views:
         m, c = bayer.augment(x.astype(np.float32, copy=False), cfa, hflip, vflip, transpose)
-        y = infer.denoise_mosaic(model, np.ascontiguousarray(m), c, mode, tile, 2 * OVERLAP, device, precision,
+        y = tiling.denoise_mosaic(model, np.ascontiguousarray(m), c, mode, tile, 2 * OVERLAP, device, precision,
                                  log=_plan_logger(log, 2) if out is None else None, engine=engine)
         y = y[::-1] if vflip else y  # undone in the reverse order: flips, then the transpose
         y = y[:, ::-1] if hflip else y
@@ -169,11 +169,11 @@ def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, 
 
     ``keep_tone``: a camera raw's DNG takes its low frequencies from the source (:func:`restore_tone`); None: only
     for models trained from scratch by N2N, whose short runs may shift a plane's level. A
-    :class:`~n2n_raw.pretrained.GatUNet` was trained to be unbiased, and the low-frequency noise that tone
+    :class:`~n2n_raw.method.gat_unet.GatUNet` was trained to be unbiased, and the low-frequency noise that tone
     restoration lets back (a tenth of σ) cost it 0.6 dB on a smooth real mosaic (benchmarks/RESULTS.md).
-    ``engine``: ``torch``, ``onnxruntime`` or ``auto`` (see :func:`n2n_raw.infer.forward_padded`).
+    ``engine``: ``torch``, ``onnxruntime`` or ``auto`` (see :func:`n2n_raw.inference.tiling.forward_padded`).
 
-    ``tile``: None tiles only when one pass would not fit in memory (:func:`n2n_raw.infer.plan_tiles`), an
+    ``tile``: None tiles only when one pass would not fit in memory (:func:`n2n_raw.inference.tiling.plan_tiles`), an
     int forces windows of at most that many input pixels. ``log`` receives the tiling plan as one line.
     Every output path is checked before any work, so nothing is overwritten without ``force``.
     """
@@ -185,12 +185,8 @@ def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, 
                       engine=engine, ensemble=ensemble)
     pixels = inp.array.shape[0] * inp.array.shape[1]
     if inp.kind == "rgb":
-        from .io.images import write_png
-        from .metrics import quantize_uint8
         return [write_png(targets[0], quantize_uint8(y), force)], pixels
     if inp.kind == "camera-raw":
-        from .io import dng
-        from .io.images import write_png
         if keep_tone or (keep_tone is None and not isinstance(model, GatUNet)):
             y = restore_tone(y, inp.array)
         y = np.minimum(y, 1.0)  # below black stays (raw values >= 0 on write); above white is saturation

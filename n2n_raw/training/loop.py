@@ -18,21 +18,22 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import checkpoint as ckpt
-from .accel import autocast, compile_plan, data_storage, pick_device, place_model, training_step, use_bf16
-from .config import NOISY_TARGETS, PAIRED_TARGETS, TrainConfig
-from .data import DeviceCropper, device_indices, flat_nbytes, load_source, make_batch, sample_indices
-from .errors import InputError
-from .evaluate import make_validator
-from .loss import gamma_for_epoch, n2n_loss, noise2noise_sub_loss, r2r_loss, supervised_loss
-from .noise import RawShotReadNoise, make_noise
-from .plots import write_pictures
-from .pretrained import GatUNet, starting_model, training_profile
-from .progress import ProgressHook
-from .runfolder import MetricsLog, check_run_dir, open_tensorboard, prepare_run_dir, resume_config
-from .subsample import draw_masks
-from .unet import UNet
-
+from n2n_raw import checkpoint as ckpt
+from n2n_raw.accel import autocast, compile_plan, data_storage, pick_device, place_model, training_step, use_bf16
+from n2n_raw.checkpoint import starting_model
+from n2n_raw.config import NOISY_TARGETS, PAIRED_TARGETS, TrainConfig
+from n2n_raw.errors import InputError
+from n2n_raw.evaluation.validation import make_validator
+from n2n_raw.method.gat_unet import GatUNet
+from n2n_raw.method.loss import gamma_for_epoch, n2n_loss, noise2noise_sub_loss, r2r_loss, supervised_loss
+from n2n_raw.method.noise import RawShotReadNoise, make_noise
+from n2n_raw.method.subsample import draw_masks
+from n2n_raw.method.unet import UNet
+from n2n_raw.progress import ProgressHook
+from n2n_raw.training.batches import DeviceCropper, device_indices, flat_nbytes, make_batch, sample_indices
+from n2n_raw.training.plots import write_pictures
+from n2n_raw.training.runfolder import MetricsLog, check_run_dir, open_tensorboard, prepare_run_dir, resume_config
+from n2n_raw.training.sources import load_source, training_profile
 
 # ------------------------------------------------------------------------------------------- schedule
 
@@ -380,7 +381,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
     returns the summary (also written to RUN_DIR/summary.json).
 
     On ``resume`` the run's stored configuration is used; options in ``given`` (see
-    :func:`n2n_raw.runfolder.resume_config`) that are safe to change are applied, others must equal the run's.
+    :func:`n2n_raw.training.runfolder.resume_config`) that are safe to change are applied, others must equal the run's.
     ``validator`` (model → (psnr, ssim)) replaces the configured validation (benchmarks use it). The
     ``seconds`` of metrics.csv count training only, not validation.
     """

@@ -12,8 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
-from .config import TrainConfig
-from .errors import InputError
+from n2n_raw import checkpoint as ckpt
+from n2n_raw.config import TrainConfig
+from n2n_raw.errors import InputError
 
 METRIC_FIELDS = ["step", "epoch", "lr", "gamma", "loss", "rec", "reg", "seconds", "crops_per_s",
                  "val_psnr", "val_ssim"]
@@ -98,7 +99,6 @@ class MetricsLog:
 
 def describe(path: str | Path) -> str:
     """A human-readable summary of a run folder or a checkpoint file."""
-    from . import checkpoint as ckpt
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such run folder or checkpoint")

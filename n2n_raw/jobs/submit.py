@@ -8,8 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics
-from .errors import InputError, check_choice
+from n2n_raw.accel import inference_precision, pick_device, place_model
+from n2n_raw.checkpoint import load_model
+from n2n_raw.errors import InputError, check_choice
+from n2n_raw.evaluation import metrics
+from n2n_raw.inference.tiling import BLOCK_UNIFY, denoise_blocks
+from n2n_raw.io import sidd
+from n2n_raw.io.atomic import check_writable
+from n2n_raw.method.bayer import UNIFY
 
 FULL_SHAPE = (40, 32, 256, 256)
 
@@ -29,18 +35,12 @@ def submit(checkpoint, blocks_path, out, *, fmt: str | None = None, cfa: str | N
 
     ``which`` picks a run folder's checkpoint (best or last); the choice is written into OptionalData.Checkpoint.
     ``positions`` (or a ``BenchmarkBlocks32.mat`` beside the blocks) is checked first: even block starts.
-    ``unify`` (default :data:`n2n_raw.infer.BLOCK_UNIFY`): how ``rggb`` mode brings non-RGGB blocks to RGGB phase;
+    ``unify`` (default :data:`n2n_raw.inference.tiling.BLOCK_UNIFY`): how ``rggb`` mode brings non-RGGB blocks to RGGB phase;
     written into OptionalData.BlockUnify.
 
     The denoised blocks are clamped to [0, 1] (the benchmark's convention), float32, in the input's order
     and orientation; the CFA handling of the checkpoint's mode is undone block by block.
     """
-    from .accel import inference_precision, pick_device, place_model
-    from .checkpoint import load_model
-    from .bayer import UNIFY
-    from .infer import BLOCK_UNIFY, denoise_blocks
-    from .io import sidd
-    from .io.atomic import check_writable
     out = Path(out)
     precision = inference_precision(precision)
     by_ext = {".mat": "mat", ".csv": "csv"}.get(out.suffix.lower())

@@ -1,7 +1,7 @@
 """A statistical self-check of a mosaic's CFA phase: do the data's two greens sit where the pattern says?
 
 Used by ``prepare`` to warn about a frame whose CFA (from metadata or an override) disagrees with its pixels,
-typically after an odd crop offset. Geometry (patterns, packing) is :mod:`n2n_raw.bayer`.
+typically after an odd crop offset. Geometry (patterns, packing) is :mod:`n2n_raw.method.bayer`.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import torch
 
-from .cfa import CFAS, PACK_ORDER, check_cfa
+from n2n_raw.cfa import CFAS, PACK_ORDER, check_cfa
 
 # The smallest mosaic cfa_phase_check() decides on; smaller data are "inconclusive".
 _MIN_CHECK_PIXELS = 32 * 32

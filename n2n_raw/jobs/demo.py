@@ -9,7 +9,16 @@ import json
 import time
 from pathlib import Path
 
-from .errors import InputError
+from n2n_raw.checkpoint import load_model
+from n2n_raw.config import TrainConfig
+from n2n_raw.errors import InputError
+from n2n_raw.evaluation.protocols import evaluate_raw
+from n2n_raw.inference.photos import denoise_file
+from n2n_raw.io import sidd
+from n2n_raw.jobs.prepare import prepare_sidd
+from n2n_raw.jobs.submit import submit
+from n2n_raw.sim.sidd_world import make_sidd_world
+from n2n_raw.training.loop import train
 
 # A short run on CPU: smaller crops than the paper's 256, and the sRGB learning rate 3e-4 instead of the raw
 # default 1e-4 (three times the progress in 300 steps; see benchmarks/RESULTS.md). Everything else is default.
@@ -19,15 +28,6 @@ DEMO = {"frame_size": (512, 640), "scenes_per_phone": 1, "n_images": 40, "blocks
 
 def run_demo(out: Path, steps: int = 300, force: bool = False, echo=print, seed: int = 0) -> dict:
     """Run the demo into ``out``; returns the raw evaluation report (also in ``out/report.json``)."""
-    from .config import TrainConfig
-    from .denoise import denoise_file
-    from .checkpoint import load_model
-    from .evaluate import evaluate_raw
-    from .io import sidd
-    from .prepare import prepare_sidd
-    from .sidd_synth import make_sidd_world
-    from .submit import submit
-    from .train import train
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:

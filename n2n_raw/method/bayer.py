@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .cfa import PACK_ORDER, check_cfa, check_mode
-from .errors import InputError
+from n2n_raw.cfa import check_cfa, check_mode
+from n2n_raw.errors import InputError
 
 # --------------------------------------------------------------------------------------------------------
 # numpy / torch helpers

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import bayer
-from .accel import autocast, host_available_bytes, inference_precision
+from n2n_raw.accel import autocast, host_available_bytes, inference_precision
+from n2n_raw.inference.onnx_engine import ort_forward, pass_engine
+from n2n_raw.method import bayer
 
 MULT = 32
 
@@ -42,13 +43,12 @@ def forward_padded(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp
     """Model output for (N, C, H, W) of any size; fp32 result of the input's size.
 
     ``precision``: fp32 (default; ``auto`` too) or bf16 autocast, see :func:`n2n_raw.accel.inference_precision`.
-    ``engine``: ``torch``, ``onnxruntime`` (CPU, fp32: :func:`n2n_raw.export.ort_forward`), or ``auto``
-    (:func:`n2n_raw.export.pass_engine` picks by size).
+    ``engine``: ``torch``, ``onnxruntime`` (CPU, fp32: :func:`n2n_raw.inference.onnx_engine.ort_forward`), or ``auto``
+    (:func:`n2n_raw.inference.onnx_engine.pass_engine` picks by size).
     """
     h, w = x.shape[-2:]
     xp = pad_reflect(x, math.ceil(h / MULT) * MULT, math.ceil(w / MULT) * MULT)
     if engine != "torch":
-        from .export import ort_forward, pass_engine
         if pass_engine(engine, xp) == "onnxruntime":
             return ort_forward(model, xp)[..., :h, :w]
     # The input in the weights' layout (channels-last, :func:`n2n_raw.accel.place_model`): an NCHW input costs

@@ -1,7 +1,7 @@
 """A synthetic SIDD-format world: raw frames, metadata, block files and positions, laid out like SIDD.
 
 Used by the tests and by ``n2n-raw demo``: every reader, the CFA logic and the whole raw pipeline can run
-without downloading SIDD. The images are dead-leaves scenes (:func:`n2n_raw.synthetic.dead_leaves`) turned
+without downloading SIDD. The images are dead-leaves scenes (:func:`n2n_raw.sim.dead_leaves.dead_leaves`) turned
 into plausible raw mosaics: linearised (inverse sRGB gamma), darkened to raw-like levels (means ≈ 0.05–0.3),
 with per-channel sensor gains (green brightest, as in unbalanced raw), mosaicked with each phone's CFA in
 MATLAB orientation, and given signal-dependent Gaussian noise (variance ``a·x + b``), clipped to [0, 1]
@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .errors import InputError
-from .io import sidd
-from .io.atomic import atomic_path, check_writable
-from .synthetic import dead_leaves
+from n2n_raw.errors import InputError
+from n2n_raw.io import sidd
+from n2n_raw.io.atomic import atomic_path, check_writable
+from n2n_raw.method.noise import add_raw_noise, raw_noise_params
+from n2n_raw.sim.dead_leaves import dead_leaves
 
 #: Phone code → (DNG Make, Model) as SIDD's metadata spell them.
 PHONE_MAKE_MODEL = {"GP": ("Google", "Pixel"), "IP": ("Apple", "iPhone 7"), "S6": ("samsung", "SM-G925V"),
@@ -34,27 +35,12 @@ PHONES = ("GP", "IP", "S6", "N6", "G4")
 # Noise at ISO 100 and how it grows with ISO (normalised raw units). SIDD-like, chosen so that noisy PSNR
 # spans roughly 23–44 dB over ISO 100..10000 at typical raw levels (the noisier half of what phones give,
 # so short CPU runs have something to remove); not fitted to SIDD's own noise profiles.
-_A100, _A_EXP = 4.0e-4, 0.85   # shot-noise gain: a = _A100 · (iso/100)^_A_EXP
-_B100, _B_EXP = 4.0e-6, 1.40   # read-noise variance: b = _B100 · (iso/100)^_B_EXP
 _CHROMA = 0.5  # scene colours are pulled halfway towards grey: natural scenes are mostly low-chroma
 # Optics: a lens + sensor point-spread function (Gaussian, raw pixels). Without it every leaf edge is a
 # one-pixel step and neighbouring raw pixels differ far more than real phone raw does (where noise, not
 # content, dominates the difference of neighbours), which no denoiser trained on neighbours can undo.
 _PSF_SIGMA = 1.0
 _SCALE = 8  # scenes are drawn at 1/8 of the raw resolution: phone raw is sampled finer than its detail
-
-
-def raw_noise_params(iso: float) -> tuple[float, float]:
-    """Shot + read noise for an ISO: variance of a pixel with clean value x (normalised raw) = a·x + b.
-
-    SIDD-like levels, chosen so that noisy PSNR spans roughly 23–44 dB (ISO 100: a = 4e-4, b = 4e-6;
-    ISO 3200: a ≈ 7.5e-3, b ≈ 5.1e-4; ISO 10000: a ≈ 2.0e-2, b ≈ 2.5e-3). Both grow monotonically with ISO.
-    """
-    iso = float(iso)
-    if not iso > 0:
-        raise ValueError(f"ISO must be positive, got {iso}")
-    g = iso / 100.0
-    return _A100 * g ** _A_EXP, _B100 * g ** _B_EXP
 
 
 def srgb_to_linear(v: np.ndarray) -> np.ndarray:
@@ -117,15 +103,6 @@ def clean_mosaic(rng: np.random.Generator, height: int, width: int, cfa: str, *,
     exposure = rng.uniform(0.35, 0.9)
     gains = np.array([rng.uniform(0.40, 0.60), 1.0, rng.uniform(0.35, 0.55)], np.float32) * exposure
     return np.clip(mosaic(lin * gains, cfa), 0.0, 1.0).astype(np.float32)
-
-
-def add_raw_noise(rng: np.random.Generator, clean: np.ndarray, a: float, b: float) -> np.ndarray:
-    """Noisy raw: clean + N(0, a·clean + b) per pixel (normal approximation of shot + read noise), clipped
-    to [0, 1] as SIDD's normalised raw is. ``clean``: float array in [0, 1]; returns float32 of its shape."""
-    clean = np.asarray(clean, dtype=np.float32)
-    std = np.sqrt(np.maximum(a * clean + b, 0.0)).astype(np.float32)
-    noisy = clean + std * rng.standard_normal(clean.shape, dtype=np.float32)
-    return np.clip(noisy, 0.0, 1.0).astype(np.float32)
 
 
 def _canvas_crop(rng: np.random.Generator, canvases: list[np.ndarray], h: int, w: int) -> np.ndarray:

@@ -7,11 +7,10 @@ and no activation after them; no residual connection.
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
-from .config import INITS
-
+from n2n_raw.config import INITS
 
 
 def _conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
@@ -65,7 +64,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_ch or x.shape[-2] % 32 or x.shape[-1] % 32:
             raise ValueError(f"UNet: expected (N, {self.in_ch}, H, W) with H and W multiples of 32 (five 2× "
-                             f"poolings; n2n_raw.infer pads any size), got {tuple(x.shape)}")
+                             f"poolings; n2n_raw.inference.tiling pads any size), got {tuple(x.shape)}")
         act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
         skips = [x]
         h = act(self.enc[0](act(self.enc0(x))))

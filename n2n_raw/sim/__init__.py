@@ -1,0 +1,1 @@
+"""Synthetic data: dead-leaves images and a synthetic SIDD world written in SIDD's own file formats."""

@@ -1,0 +1,1 @@
+"""The training engine: the loop, its data sources and device cropper, the run folder and its pictures."""
