@@ -2,7 +2,8 @@
 
 ``from n2n_raw import Denoiser`` is the Python API (see :mod:`n2n_raw.denoiser`).
 """
-__version__ = "0.1.0"
+from n2n_raw.version import __version__
+
 __all__ = ["Denoiser", "__version__"]
 
 

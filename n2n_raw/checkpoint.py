@@ -16,11 +16,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from n2n_raw import __version__
 from n2n_raw.errors import InputError, check_choice
 from n2n_raw.io.atomic import atomic_path
 from n2n_raw.method.gat_unet import GatUNet
 from n2n_raw.method.unet import UNet
+from n2n_raw.version import __version__
 
 FORMAT = "n2n-raw-checkpoint"
 ARCH = "n2n-unet48"

@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REAL_RAW, assert_one_line_error, cli
+from conftest import assert_one_line_error, cli
+from realdata import REAL_RAW, needs_real, real_missing
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -36,7 +37,7 @@ ORT_TOL = 1e-4
 #: darktable-ai-sdk docs/dtmodel-format.md: the keys `dtai validate` requires.
 REQUIRED = ("id", "name", "description", "task", "backend", "version")
 
-pytestmark = pytest.mark.skipif(not (KODAK.is_file() and PI_GBRG.is_file()), reason="real_raw files absent")
+pytestmark = needs_real(KODAK.name, PI_GBRG.name)
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -381,7 +382,7 @@ def test_emulation_single_tile_equals_denoise_in_the_interior(denoiser, bayer_se
     rounding to uint16 whatever the model. This pins the geometry: packing from R, per-site black and range,
     the head's planes, re-mosaic and de-normalisation."""
     if not CANON.is_file():
-        pytest.skip("canon DNG absent")
+        pytest.skip(real_missing(CANON.name))
     adc, cfa, black, white = _raw_buffer(CANON, PHASES[phase])
     assert cfa == phase
     dt = darktable_bayer_v1(adc, cfa, black, white, _runner(bayer_session), tile=384 + 64)
@@ -416,7 +417,7 @@ def test_emulation_tiled_reproduces_denoise(denoiser, bayer_session, path, windo
     """darktable's tiling against n2n-raw's one pass over its working region, on real files. Outside that
     region (at most one row and column, for non-RGGB phases) darktable keeps the source."""
     if not path.is_file():
-        pytest.skip(f"{path.name} absent")
+        pytest.skip(real_missing(path.name))
     adc, cfa, black, white = _raw_buffer(path, window)
     dt = darktable_bayer_v1(adc, cfa, black, white, _runner(bayer_session), tile=256)
     work = _region(cfa, adc.shape)
@@ -455,7 +456,7 @@ def test_emulation_reproduces_the_cli_dng(scratch_fit, tmp_path, record_property
     from n2n_raw.io.camera_raw import read_raw
     fitted, bayer_session = scratch_fit
     if not CANON.is_file() or not KODAK.is_file():
-        pytest.skip("real_raw files absent")
+        pytest.skip(real_missing(f"{CANON.name} or {KODAK.name}"))
     adc, cfa, black, white = _raw_buffer(CANON, (slice(300, 812), slice(500, 1268)))
     src = scratch_dng.write_dng(tmp_path / "cut.dng", np.rint(adc).astype(np.uint16), cfa, 16,
                                 black_level=[int(v) for v in black], white_level=int(white))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REAL_RAW as REAL
+from realdata import real_file
 from conftest import assert_one_line_error, cli, run_cli_subprocess
 
 pytest.importorskip("pidng")
@@ -130,9 +130,7 @@ def test_fit_entry_point_exit_status(tmp_path):
 
 def test_fit_on_a_real_camera_raw(tmp_path):
     """A real camera file that is not a DNG (Kodak DC50 .kdc, 768×512): trained on, denoised into a DNG."""
-    src = REAL / "kodak_dc50.kdc"
-    if not src.is_file():
-        pytest.skip("real_raw data not present")
+    src = real_file("kodak_dc50.kdc")
     from n2n_raw.jobs.fit import fit
     from n2n_raw.io import camera_raw
     res = fit([src], tmp_path / "run", steps=2, batch_size=1, patch_size=128, device="cpu", log=lambda s: None)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from n2n_raw.io.images import (IMAGE_EXTS, list_images, read_rgb, validation_fol
                                write_png)
 from n2n_raw.io.store import Store
 
-VALIDATION = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "validation"
+from realdata import VALIDATION, validation_dir  # noqa: E402  (tests/realdata.py: N2N_RAW_VALIDATION_DATA)
 LO, HI = 32, 48  # min_size / max_size used by the prepare tests
 
 
@@ -109,8 +108,7 @@ def test_validation_folder_flat_and_test_subfolder(tmp_path):
 
 
 def test_shared_validation_sets():
-    if not VALIDATION.is_dir():
-        pytest.skip(f"validation images not found at {VALIDATION} (they live beside the project checkout)")
+    validation_dir()
     counts = {name: len(validation_folder_images(VALIDATION / name)) for name in ("Kodak", "BSD300", "Set14")}
     assert counts == {"Kodak": 24, "BSD300": 100, "Set14": 12}
     img = read_rgb(validation_folder_images(VALIDATION / "Kodak")[0])

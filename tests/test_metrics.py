@@ -16,6 +16,7 @@ from n2n_raw.evaluation.metrics import (gaussian_window_1d, psnr, psnr_uint8, ra
                              raw_block_scores, srgb_image_metrics, ssim_matlab)
 
 REPO = Path(__file__).resolve().parents[1]
+from realdata import validation_dir  # noqa: E402  (tests/realdata.py: N2N_RAW_VALIDATION_DATA)
 
 
 # ----------------------------------------------------------------------------------------------- reference SSIM
@@ -230,9 +231,7 @@ def test_raw_block_metrics_single_block_and_exact():
 
 
 def test_real_image_ssim_plausible():
-    folder = REPO.parent / "shared" / "data" / "validation" / "Kodak"
-    if not folder.is_dir():
-        pytest.skip(f"validation images not found at {folder} (they live beside the project checkout)")
+    folder = validation_dir("Kodak")
     from PIL import Image
     img = np.asarray(Image.open(sorted(folder.glob("*.png"))[0]).convert("RGB"))[:96, :128]
     rng = np.random.default_rng(0)

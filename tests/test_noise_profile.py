@@ -21,11 +21,11 @@ from n2n_raw.inference import profile as photo_files
 from n2n_raw.inference.profile import photo_profile, profile_from_dng
 from n2n_raw.method.noise_profile import NoiseProfile, estimate_profile
 
-from conftest import REAL_RAW, assert_one_line_error, cli
+from conftest import assert_one_line_error, cli
+from realdata import REAL_RAW, needs_real_raw, real_file, real_missing
 
 BURST = REAL_RAW / "burst_lowlight"
-GET_FILES = "see ../shared/data/real_raw/SOURCES.md for where each file comes from"
-needs_real = pytest.mark.skipif(not REAL_RAW.is_dir(), reason=f"{REAL_RAW} is not here ({GET_FILES})")
+needs_real = needs_real_raw
 
 
 # ------------------------------------------------------------------------------------------------ the type
@@ -150,7 +150,7 @@ def test_estimate_is_fast():
 @pytest.fixture(scope="module")
 def burst() -> np.ndarray:
     if not BURST.is_dir():
-        pytest.skip(f"{BURST} is not here: the 8-frame burst_lowlight DNGs ({GET_FILES})")
+        pytest.skip(real_missing("burst_lowlight/ (the 8-frame burst)"))
     from n2n_raw.io.camera_raw import read_raw
     return np.stack([read_raw(f, clip=False).mosaic for f in sorted(BURST.glob("*.dng"))])
 
@@ -197,9 +197,7 @@ PAIRS = [2.1e-4, 3.0e-6, 1.7e-4, 2.0e-6, 2.9e-4, 4.0e-6]
 
 @pytest.fixture()
 def tagged(tmp_path) -> Path:
-    if not REAL_RAW.is_dir():
-        pytest.skip(f"{REAL_RAW} is not here ({GET_FILES})")
-    return _with_tags(REAL_RAW / "pi_bggr_scene.dng", tmp_path / "tagged.dng", {photo_files.NOISE_PROFILE_TAG: (12, PAIRS)})
+    return _with_tags(real_file("pi_bggr_scene.dng"), tmp_path / "tagged.dng", {photo_files.NOISE_PROFILE_TAG: (12, PAIRS)})
 
 
 @needs_real

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-REAL_RAW = BENCH.parents[1] / "shared" / "data" / "real_raw"
+from realdata import REAL_RAW, needs_real  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_bin_reference_keeps_the_cfa_phase(peers):
     assert peers.bin_reference(np.full((8, 8), 1.7)).max() == 1.0  # clipped to [0, 1]
 
 
-@pytest.mark.skipif(not (REAL_RAW / "canon_550d_colorchart.dng").is_file(), reason="shared real files absent")
+@needs_real("canon_550d_colorchart.dng")
 def test_bin_reference_of_a_real_file(peers):
     from n2n_raw.io.camera_raw import read_raw
     m = read_raw(REAL_RAW / "canon_550d_colorchart.dng", clip=False).mosaic
@@ -93,7 +93,7 @@ def test_bm3d_gat_improves_a_small_crop(peers):
     assert peers.psnr(err(den)) > peers.psnr(err(noisy)) + 5
 
 
-@pytest.mark.skipif(not (REAL_RAW / "kodak_dc50.kdc").is_file(), reason="shared real files absent")
+@needs_real("kodak_dc50.kdc")
 def test_build_real_writes_and_reuses_its_dngs(peers, tmp_path):
     pytest.importorskip("pidng")
     logs = []

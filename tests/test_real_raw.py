@@ -1,4 +1,4 @@
-"""Real camera files (../shared/data/real_raw, made by cameras and other programs, not by this project).
+"""Real camera files (datasets/real_raw.json; made by cameras and other programs, not by this project).
 
 The denoised DNG must be its source with new pixels: every tag carried (read back by tifffile and, where
 installed, exiftool: two readers that share no code with n2n-raw), orientation kept, stored pixels round-tripped
@@ -22,13 +22,14 @@ import tifffile
 from n2n_raw.errors import InputError
 from n2n_raw.io import camera_raw, dng
 
-from conftest import REAL_RAW as REAL
 from conftest import REPO, assert_one_line_error, cli
+from realdata import REAL_RAW as REAL
+from realdata import needs_real_raw
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from render_check import with_orientation  # noqa: E402  (one copy: the benchmark renders the same portrait)
 
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="shared/data/real_raw is not here")
+pytestmark = needs_real_raw
 
 DNGS = ["canon_550d_colorchart.dng", "pi_bggr_scene.dng", "pi_gbrg_no_blacklevel.dng",
         "burst_lowlight/image_21.dng"]

@@ -12,7 +12,7 @@ from n2n_raw.training.sources import load_source
 from n2n_raw.io.store import StoreWriter
 from n2n_raw.method.noise import RawShotReadNoise
 from n2n_raw.method.noise import add_raw_noise, raw_noise_params
-from n2n_raw.training.loop import Batches, Dist
+from n2n_raw.training.batches import Batches, Dist
 
 # The documented levels (sidd_synth.raw_noise_params's docstring), not recomputed from its code.
 ISO100, ISO3200 = (4e-4, 4e-6), (7.5e-3, 5.1e-4)

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from n2n_raw.training.batches import make_batch, sample_indices
 from n2n_raw.training.sources import Item, RawSource, SrgbSource
 from n2n_raw.errors import InputError
-from n2n_raw.training.loop import epoch_of, lr_factor, step_seed
+from n2n_raw.training.batches import step_seed
+from n2n_raw.training.loop import epoch_of, lr_factor
 
 # ----------------------------------------------------------------------------------------------- learning rate
 

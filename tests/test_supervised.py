@@ -96,7 +96,7 @@ def test_unknown_target_is_refused(tmp_path):
 
 
 def test_srgb_noise2noise_target_is_the_clean_crop_under_an_independent_draw():
-    from n2n_raw.training.loop import Batches, Dist
+    from n2n_raw.training.batches import Batches, Dist
     cfg = TrainConfig(mode="srgb", target="noise2noise", patch_size=64, batch_size=4, default_data_size=4,
                       device="cpu").resolved()
     src = load_source(cfg)

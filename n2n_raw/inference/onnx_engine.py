@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from n2n_raw import __version__
 from n2n_raw.errors import InputError, check_choice
+from n2n_raw.version import __version__
 
 #: ONNX opset: ONNX Runtime's CPU provider runs it from version 1.13 on (darktable 5.6 bundles a newer one).
 OPSET = 17

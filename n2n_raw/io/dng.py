@@ -20,12 +20,12 @@ from typing import Sequence
 
 import numpy as np
 
-from n2n_raw import __version__
 from n2n_raw.errors import InputError
 from n2n_raw.io import tiff
 from n2n_raw.io.atomic import atomic_path
 from n2n_raw.io.camera_raw import _XYZ_RGB, _cfa_of, _color_meta, _libraw_errors, _open, probe_rgb_cam
 from n2n_raw.io.images import write_png
+from n2n_raw.version import __version__
 
 MIN_SIZE = 22  # LibRaw refuses smaller images
 

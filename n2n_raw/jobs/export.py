@@ -49,11 +49,11 @@ from pathlib import Path
 
 from torch import nn
 
-from n2n_raw import __version__
 from n2n_raw.errors import InputError, check_choice
 from n2n_raw.inference.onnx_engine import HEIGHT, WIDTH, cpu_copy, model_channels, ort_difference, write_onnx
 from n2n_raw.io import tiff
 from n2n_raw.io.atomic import atomic_path, check_writable
+from n2n_raw.version import __version__
 
 FORMATS = ("onnx", "dtmodel")
 SUFFIXES = {"onnx": ".onnx", "dtmodel": ".dtmodel"}

@@ -5,15 +5,24 @@ partial batch dropped. Which items and which crops a step uses depend only on (s
 so a resumed run, or a DDP rank taking its slice of the global batch, sees exactly the same data.
 
 - :func:`make_batch`: host crops from a source (:mod:`n2n_raw.training.sources`), the reference on CPU.
+- :class:`Batches`: a step's (noisy, target, masks), drawn from generators seeded by (seed, step).
 - :class:`DeviceCropper`: the whole set in one tensor on the device (or pinned host memory), crops gathered
   there with a device generator.
 """
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from n2n_raw.accel import data_storage
+from n2n_raw.config import NOISY_TARGETS, PAIRED_TARGETS, TrainConfig
 from n2n_raw.method import bayer
+from n2n_raw.method.noise import RawShotReadNoise, make_noise
+from n2n_raw.method.subsample import draw_masks
+from n2n_raw.training.sources import Source
 
 
 def sample_indices(n_items: int, step: int, batch: int, seed: int, steps_per_epoch: int | None) -> np.ndarray:
@@ -36,7 +45,7 @@ def sample_indices(n_items: int, step: int, batch: int, seed: int, steps_per_epo
     return out
 
 
-def make_batch(source, step: int, batch: int, seed: int, steps_per_epoch: int | None,
+def make_batch(source: Source, step: int, batch: int, seed: int, steps_per_epoch: int | None,
                rank_slice: slice = slice(None), with_gt: bool = False):
     """Crops of the global batch of ``step`` (or this rank's slice of it).
 
@@ -60,7 +69,7 @@ def _pin(t: torch.Tensor) -> torch.Tensor:
     return t.pin_memory() if torch.cuda.is_available() else t.contiguous()
 
 
-def flat_nbytes(source) -> int:
+def flat_nbytes(source: Source) -> int:
     """Bytes the whole training set takes in a :class:`DeviceCropper` (sRGB uint8, raw float32)."""
     per_pixel = 3 if source.mode == "srgb" else 4  # uint8 RGB / float32 mosaic
     return sum(per_pixel * it.shape[0] * it.shape[1] for it in source.items)
@@ -77,7 +86,7 @@ class DeviceCropper:
     ``gather``), so the step can be compiled.
     """
 
-    def __init__(self, source, device: torch.device | str, pinned: bool = False):
+    def __init__(self, source: Source, device: torch.device | str, pinned: bool = False):
         self.target = torch.device(device)
         self.device = torch.device("cpu") if pinned else self.target  # where the set lives and crops are cut
         self.pinned = pinned
@@ -134,3 +143,91 @@ def device_indices(n_items: int, step: int, batch: int, seed: int, steps_per_epo
                    device: torch.device) -> torch.Tensor:
     """:func:`sample_indices` as a tensor on the device (permutations are tiny; made on the host)."""
     return torch.from_numpy(sample_indices(n_items, step, batch, seed, steps_per_epoch)).to(device, non_blocking=True)
+
+
+# ------------------------------------------------------------------------------------------- a step's inputs
+
+def step_seed(seed: int, step: int) -> int:
+    """A 63-bit seed for the device generator of ``step`` (masks and noise)."""
+    return int(np.random.SeedSequence([seed, step, 3]).generate_state(1, np.uint64)[0] >> 1)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> "Dist":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+
+class Batches:
+    """The inputs of step ``s``: (noisy, target, masks), all drawn from generators seeded by (seed, s).
+
+    ``target`` is what the loss pairs with ``noisy``: the clean crops (``supervised``), the same crops under an
+    independent noise draw (``noise2noise``, ``noise2noise-sub``), R2R's recorruption draw (``r2r``), or None
+    (``n2n``: the target comes from ``noisy`` itself, through ``masks``).
+
+    Crops come from the set on the device (cut there), from pinned host memory, or are cut on the host per
+    step (``storage``); sRGB crops are clean and get their noise here. Under DDP every rank draws the global
+    batch's crops and masks and keeps its ``part``, so ranks see exactly what one process would.
+    """
+
+    def __init__(self, cfg: TrainConfig, source, device: torch.device, dist: Dist, steps_per_epoch: int | None):
+        self.cfg, self.source, self.device, self.steps_per_epoch = cfg, source, device, steps_per_epoch
+        self.global_batch = cfg.batch_size * dist.world
+        self.part = slice(dist.rank * cfg.batch_size, (dist.rank + 1) * cfg.batch_size)
+        self.target = cfg.target
+        self.paired = cfg.target in PAIRED_TARGETS  # trained on clean crops and their pairs (raw: GT frames)
+        self.noise = make_noise(cfg.noise).to(device) if cfg.mode == "srgb" else None
+        # Raw with redrawn noise: clean crops, and each item's (a, b) for the noise drawn on them every step.
+        self.redraw = RawShotReadNoise() if cfg.redraw_noise else None
+        self.levels = source.noise_levels().to(device) if cfg.redraw_noise else None
+        self.storage = data_storage(cfg.data_on_device, device, flat_nbytes(source))
+        if cfg.mode == "raw" and (self.paired or self.redraw is not None):
+            self.storage = "host"  # the device cropper holds noisy mosaics only; clean crops come with the host path
+        self.cropper = (DeviceCropper(source, device, pinned=self.storage == "pinned")
+                        if self.storage != "host" else None)
+        self.gen = torch.Generator(device=device)
+        self.crop_gen = torch.Generator() if self.storage == "pinned" else self.gen
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        cfg, source, seed = self.cfg, self.source, step_seed(self.cfg.seed, step)
+        self.gen.manual_seed(seed)
+        clean = None
+        if self.cropper is not None:
+            self.crop_gen.manual_seed(seed)
+            idx = device_indices(len(source), step, self.global_batch, cfg.seed, self.steps_per_epoch,
+                                 self.cropper.device)
+            batch = self.cropper.crops(idx, self.crop_gen)[self.part]
+        elif cfg.mode == "raw" and (self.paired or self.redraw is not None):
+            # Noisy crops and the clean crops at the same windows.
+            batch, clean = (t.to(self.device, non_blocking=True) for t in
+                            make_batch(source, step, self.global_batch, cfg.seed, self.steps_per_epoch, self.part,
+                                       with_gt=True))
+        else:
+            batch = make_batch(source, step, self.global_batch, cfg.seed, self.steps_per_epoch,
+                               self.part).to(self.device, non_blocking=True)
+        if self.noise is not None:  # sRGB crops are clean; the noise is drawn here
+            clean = batch
+        noisy = self._draw(clean, step) if self.noise is not None or self.redraw is not None else batch
+        # Masks are drawn for every target, so a supervised run draws the same random stream as N2N.
+        masks = draw_masks(self.global_batch, noisy.shape[-2], noisy.shape[-1], self.gen)[:, self.part]
+        if self.target in NOISY_TARGETS:  # the same clean crops under an independent draw
+            return noisy, self._draw(clean, step), masks
+        if self.target == "r2r":  # the recorruption draw, unit variance (the loss scales it)
+            return noisy, torch.randn(noisy.shape, generator=self.gen, device=self.device), masks
+        return noisy, clean if self.paired else None, masks
+
+    def _draw(self, clean: torch.Tensor, step: int) -> torch.Tensor:
+        """A fresh noise draw on clean crops (B, C, h, w): sRGB's ``--noise``, or raw ``--redraw-noise`` at
+        each sample's item level; drawn for the global batch, so ranks keep their slice of one draw."""
+        part = (self.part, self.global_batch)
+        if self.redraw is None:
+            return self.noise(clean, self.gen, part)
+        idx = sample_indices(len(self.source), step, self.global_batch, self.cfg.seed, self.steps_per_epoch)
+        a, b = self.levels[torch.from_numpy(idx[self.part]).to(self.device)].unbind(1)
+        return self.redraw(clean, a, b, self.gen, part)

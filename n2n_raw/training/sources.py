@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -50,6 +50,19 @@ class Item:
     iso: float | None = None
 
 
+class Source(Protocol):
+    """What the loop and the batch makers (:mod:`n2n_raw.training.batches`) need of a training source:
+    :class:`SrgbSource` (clean crops; noise is drawn per step) or :class:`RawSource` (noisy packed mosaics)."""
+    mode: str              # "srgb" or "raw"
+    channels: int          # 3 (RGB) or 4 (packed)
+    patch: int             # crop side, image / mosaic pixels
+    items: list[Item]
+
+    def __len__(self) -> int: ...
+
+    def crop(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        """A random crop of item ``i``: sRGB uint8 (3, P, P), raw float32 (4, P/2, P/2)."""
+        ...
 
 
 class SrgbSource:
@@ -147,7 +160,7 @@ def _phase_shift(cfa_now: str, cfa_want: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------------------------- loading
 
-def load_source(cfg) -> SrgbSource | RawSource:
+def load_source(cfg) -> Source:
     """The training source for a resolved :class:`~n2n_raw.config.TrainConfig`."""
     if cfg.mode == "srgb":
         return SrgbSource(_load_srgb(cfg), cfg.patch_size)
