@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
-from n2n_raw.jobs.fit import FIT_DEFAULTS  # noqa: E402
+from n2n_raw.config import FIT_DEFAULTS  # noqa: E402
 
 SIGMAS = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)  # oracle σ grid, CFA-plane pixels
 

@@ -2,7 +2,7 @@
 
 Every command is a thin layer over ``n2n_raw``; see the README for examples and ``COMMAND --help``.
 
-Why one module of ~450 lines: it is long but shallow. Each of the 10 commands only parses options, calls one
+Over 400 lines, and why: it is long but shallow. Each of the 10 commands only parses options, calls one
 library function and prints its result; keeping them together keeps one error mapping (:func:`handles_errors`)
 and one place to read the whole command line. ``train``'s options are not written here but built from
 :class:`n2n_raw.config.TrainConfig` (:func:`config_options`).
@@ -22,12 +22,9 @@ from typing import List, Optional
 
 import typer
 
-from n2n_raw.config import MODES, NOISES, TrainConfig  # no torch: train --help is built from its fields
+# no torch at import: --help is built from the configuration's fields and fit's defaults
+from n2n_raw.config import FIT_DEFAULTS, MODES, NOISES, SCRATCH_DEFAULTS, TrainConfig
 from n2n_raw.errors import InputError, check_choice
-from n2n_raw.jobs.fit import (  # light: --help shows fit's defaults without importing torch
-    FIT_DEFAULTS,
-    SCRATCH_DEFAULTS,
-)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Self-supervised Neighbor2Neighbor denoising for raw and sRGB images.")

@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 
 from n2n_raw.errors import InputError
-from n2n_raw.evaluation.protocols import add_valid_noise, denoise_protocol, evaluate_srgb, pad_square_reflect, paper_repeat
+from n2n_raw.evaluation.protocols import add_valid_noise, forward_protocol, evaluate_srgb, pad_square_reflect, paper_repeat
 
 
 class Identity(nn.Module):
@@ -57,7 +57,7 @@ def test_padding_round_trip_through_the_protocol_forward():
     rng = np.random.default_rng(3)
     noisy = (rng.random((37, 53, 3)) * 1.4 - 0.2).astype(np.float32)  # unclipped noisy input
     rec = Recorder()
-    pred8 = denoise_protocol(rec, noisy, "cpu")
+    pred8 = forward_protocol(rec, noisy, "cpu")
     assert rec.shapes == [(1, 3, 64, 64)]  # one square pass, never tiled
     assert pred8.dtype == np.uint8 and pred8.shape == (37, 53, 3)
     want = np.clip(np.floor(np.clip(noisy, 0, 1) * np.float32(255) + np.float32(0.5)), 0, 255).astype(np.uint8)
@@ -68,7 +68,7 @@ def test_protocol_rounds_half_up_and_clamps():
     noisy = np.full((16, 16, 3), 0.5, np.float32)
     noisy[0, 0] = [-0.3, 1.7, 2.5 / 255]
     noisy[0, 1] = [0.5 / 255, 254.5 / 255, 1.0]
-    pred8 = denoise_protocol(Identity(), noisy, "cpu")
+    pred8 = forward_protocol(Identity(), noisy, "cpu")
     assert pred8[1, 1, 0] == 128  # 127.5 → 128
     assert pred8[0, 0].tolist() == [0, 255, 3]
     assert pred8[0, 1].tolist() == [1, 255, 255]

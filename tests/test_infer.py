@@ -117,7 +117,7 @@ def test_denoise_tiled_small_image_is_one_pass():
     torch.manual_seed(2)
     m = Recorder(UNet(3, 3, "standard").eval())
     x = torch.rand(3, 150, 37)
-    out = tiling.denoise_tiled(m, x, tile=128)  # within tile + 32: no tiling
+    out = tiling.forward_tiled(m, x, tile=128)  # within tile + 32: no tiling
     assert len(m.shapes) == 1
     torch.testing.assert_close(out, tiling.forward_padded(m.inner, x[None])[0])
 
@@ -127,7 +127,7 @@ def _tiled_vs_untiled(h: int, w: int, tile: int, f: int = 48, init: str = "kaimi
     m = Recorder(UNet(3, 3, init, f=f).eval())
     x = torch.rand(3, h, w, generator=torch.Generator().manual_seed(4))
     ref = tiling.forward_padded(m.inner, x[None])[0]
-    out = tiling.denoise_tiled(m, x, tile=tile)
+    out = tiling.forward_tiled(m, x, tile=tile)
     assert out.shape == (3, h, w) and out.dtype == torch.float32
     return out, ref, m.shapes
 
@@ -156,12 +156,12 @@ def test_too_little_overlap_is_detectable():
     m = UNet(3, 3, "kaiming", f=16).eval()
     x = torch.rand(3, 421, 419, generator=torch.Generator().manual_seed(4))
     ref = tiling.forward_padded(m, x[None])[0]
-    assert (tiling.denoise_tiled(m, x, tile=384, overlap=32) - ref).abs().max() > 1e-3
+    assert (tiling.forward_tiled(m, x, tile=384, overlap=32) - ref).abs().max() > 1e-3
 
 
 def test_denoise_tiled_covers_every_pixel_with_identity():
     x = torch.rand(2, 301, 419)
-    out = tiling.denoise_tiled(Identity(), x, tile=128, overlap=32)
+    out = tiling.forward_tiled(Identity(), x, tile=128, overlap=32)
     assert torch.equal(out, x)
 
 
@@ -244,13 +244,13 @@ def test_auto_tiled_with_small_budget_matches_untiled():
     ref = tiling.forward_padded(m.inner, x[None])[0]
     budget = 4 * 6 * 421 * 419 + tiling.forward_bytes_per_pixel(m, 3) * 384 * 384
     plans = []
-    out = tiling.denoise_tiled(m, x, budget=budget, log=plans.append)
+    out = tiling.forward_tiled(m, x, budget=budget, log=plans.append)
     assert plans[0].tiled and (plans[0].ny, plans[0].nx) == (4, 4)
     assert len(m.shapes) == 16 and max(max(s[-2:]) for s in m.shapes) <= 384
     diff = (out - ref).abs().max().item()
     assert diff <= 1e-4, f"tiled vs untiled max |diff| = {diff:.3g}"
     m.shapes.clear()
-    whole = tiling.denoise_tiled(m, x, budget=1 << 40)
+    whole = tiling.forward_tiled(m, x, budget=1 << 40)
     assert len(m.shapes) == 1 and torch.equal(whole, ref)
 
 

@@ -58,7 +58,7 @@ def pad_square_reflect(x: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def denoise_protocol(model: torch.nn.Module, noisy: np.ndarray, device, precision: str = "fp32") -> np.ndarray:
+def forward_protocol(model: torch.nn.Module, noisy: np.ndarray, device, precision: str = "fp32") -> np.ndarray:
     """One protocol forward: (H, W, 3) float32 noisy → (H, W, 3) uint8 prediction (clamp, round half up)."""
     h, w = noisy.shape[:2]
     xp = torch.from_numpy(pad_square_reflect(noisy).transpose(2, 0, 1).copy())[None].to(device)
@@ -86,7 +86,7 @@ def evaluate_srgb(model: torch.nn.Module, folders: list[str | Path], noise: str 
             for f in files:
                 clean = read_rgb(f)
                 noisy = add_valid_noise(clean.astype(np.float32) / 255.0, noise)
-                pred8 = denoise_protocol(model, noisy, device, precision)
+                pred8 = forward_protocol(model, noisy, device, precision)
                 noisy8 = quantize_uint8(np.clip(noisy, 0, 1))
                 rows.append({"set": folder.name, "image": f.name, "repeat": r,
                              "psnr": metrics.psnr_uint8(pred8, clean), "ssim": metrics.ssim_matlab(pred8, clean),

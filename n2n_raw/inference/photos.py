@@ -119,7 +119,7 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
         if x.ndim != 3 or x.shape[2] != 3:
             raise InputError(f"{name}: shape {x.shape}; an sRGB checkpoint takes (H, W, 3)")
         t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))
-        return tiling.denoise_tiled(model, t, tile, OVERLAP, device, precision,
+        return tiling.forward_tiled(model, t, tile, OVERLAP, device, precision,
                                    log=_plan_logger(log, 1), engine=engine).permute(1, 2, 0).numpy()
     if x.ndim != 2:
         raise InputError(f"{name}: shape {x.shape}; a raw checkpoint takes an (H, W) Bayer mosaic")

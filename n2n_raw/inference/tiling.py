@@ -213,7 +213,7 @@ def plan_tiles(model: torch.nn.Module, shape: tuple[int, int, int], device: torc
 
 
 @torch.no_grad()
-def denoise_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int | None = None, overlap: int = OVERLAP,
+def forward_tiled(model: torch.nn.Module, x: torch.Tensor, tile: int | None = None, overlap: int = OVERLAP,
                   device: torch.device | str = "cpu", precision: str = "fp32", *, budget: int | None = None,
                   log: Callable[[TilePlan], None] | None = None, engine: str = "torch") -> torch.Tensor:
     """Denoise one image (C, H, W) of any size, in overlapping windows only when :func:`plan_tiles` says so.
@@ -255,7 +255,7 @@ def denoise_mosaic(model: torch.nn.Module, mosaic: np.ndarray, cfa: str, cfa_mod
     the plan, in packed pixels (``plan.describe(scale=2)`` says it in mosaic pixels).
     """
     packed, meta = bayer.to_packed(torch.from_numpy(np.ascontiguousarray(mosaic, dtype=np.float32)), cfa, cfa_mode)
-    out = denoise_tiled(model, packed, None if tile is None else tile // 2, overlap // 2, device, precision,
+    out = forward_tiled(model, packed, None if tile is None else tile // 2, overlap // 2, device, precision,
                         budget=budget, log=log, engine=engine)
     return bayer.from_packed(out, cfa, cfa_mode, meta).numpy()
 

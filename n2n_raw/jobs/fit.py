@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from n2n_raw.accel import inference_precision, pick_device, place_model
 from n2n_raw.checkpoint import load_model
-from n2n_raw.config import TrainConfig
+from n2n_raw.config import FIT_DEFAULTS, SCRATCH_DEFAULTS, TrainConfig
 from n2n_raw.errors import InputError
 from n2n_raw.evaluation.metrics import MEGAPIXEL
 from n2n_raw.inference.onnx_engine import resolve_engine
@@ -29,18 +29,6 @@ from n2n_raw.jobs.export import export as export_model
 from n2n_raw.training.loop import train
 from n2n_raw.training.runfolder import check_run_dir
 
-#: Settings of a fit run: fine-tune the shipped model (trained supervised on synthetic noise,
-#: :mod:`n2n_raw.method.gat_unet`) on the photos with R2R, then denoise each photo as the mean of 4 Bayer-preserving
-#: views. Measured with benchmarks/peers.py (benchmarks/RESULTS.md): against the shipped model alone, R2R (300
-#: steps, lr 3e-4) gained 0.66 dB on the real burst and 0.17 dB on real content at a SIDD-like level, and lost
-#: 1.55 dB on low-light real content and 1.26 dB on the synthetic SIDD world; Neighbor2Neighbor fine-tuning lost
-#: 0.6 dB even at lr 1e-5; 4 views gained 0.3-0.6 dB. The paper's method alone (:data:`SCRATCH_DEFAULTS`,
-#: ``--start-from scratch``, ``ensemble=1``: the earlier defaults) is 2.8-6.8 dB under BM3D+GAT there.
-FIT_DEFAULTS = {"steps": 300, "lr": 3e-4, "batch_size": 4, "patch_size": 128, "start_from": "pretrained",
-                "target": "r2r", "ensemble": 4}
-#: What changes when a fit starts from scratch (the paper's method alone): its loss, and a short run's larger LR
-#: (on the real low-light burst lr 1e-3 beat 3e-4 by 0.9 dB at 300 steps from scratch; see RESULTS).
-SCRATCH_DEFAULTS = {"lr": 1e-3, "target": "n2n"}
 MIN_PATCH = 128  # the smallest raw crop the U-Net takes (half-size sub-image of 4×32×32 after packing)
 
 

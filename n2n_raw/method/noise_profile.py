@@ -1,4 +1,4 @@
-"""The noise of a raw photo: var(x) = a·x + b per 2×2 position, from its DNG tag or estimated from its pixels.
+"""The noise of a raw photo: var(x) = a·x + b per 2×2 position, estimated from its pixels or given by a DNG tag.
 
 Units are those of :func:`n2n_raw.io.camera_raw.read_raw` with ``clip=False``: a float32 (H, W) mosaic,
 H and W even, (raw − black) / (white − black) per 2×2 position, black 0 and white 1, noise below black kept
