@@ -1,6 +1,6 @@
 """The ``n2n-raw`` command line: parse options, call the library, map a user's mistakes to exit status 2.
 
-Every command is a thin layer over ``n2n_raw``; see the README for examples and ``COMMAND --help``.
+Every command is a thin layer over ``n2n_raw``; see the README and docs/commands.md for examples and ``COMMAND --help``.
 
 Over 400 lines, and why: it is long but shallow. Each of the 10 commands only parses options, calls one
 library function and prints its result; keeping them together keeps one error mapping (:func:`handles_errors`)
@@ -186,7 +186,7 @@ def _kw(name: str, annotation, option) -> inspect.Parameter:
                                             "checkpoint.")),
            _kw("force", bool, typer.Option(False, "--force", help="Start over in a non-empty --out."))])
 def train(ctx: typer.Context, out: Path, resume: bool, force: bool, **options):
-    """Train a Neighbor2Neighbor U-Net (paper defaults; see the README for every default's source), or with
+    """Train a Neighbor2Neighbor U-Net (paper defaults; docs/training-options.md gives every default's source), or with
     --target supervised the same U-Net on noisy → clean pairs (noise2noise: noisy → independently noisy)."""
     from n2n_raw.training.loop import train as run
     if resume and force:

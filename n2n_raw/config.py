@@ -1,6 +1,6 @@
 """Training configuration: one frozen dataclass, the paper's defaults, a JSON round trip.
 
-Sources of the defaults (see the README's table):
+Sources of the defaults (docs/training-options.md, "Options and their sources"):
 - sRGB: Adam lr 3e-4, increase ratio (Λ's γ) 2.0, 100 epochs, batch 4, 256×256 crops (paper + reference).
 - raw: lr 1e-4 and γ = 1 as secondary summaries of the paper report (the raw code was never released);
   patch 256 raw pixels → 4×128×128 packed, as in the published raw pipelines.

@@ -9,8 +9,8 @@
   code): it runs the packaged ``.onnx`` on the real files and must reproduce ``n2n-raw denoise`` of the same
   mosaic (``--no-keep-tone``) within what its different tiling explains.
 
-Measured here (a 6-step fit on two real photos; 2 shared CPU cores): see each test's bound and the README's
-"Use your model in darktable".
+Measured here (a 6-step fit on two real photos; 2 shared CPU cores): see each test's bound and
+docs/darktable.md.
 """
 from __future__ import annotations
 
@@ -396,7 +396,7 @@ def test_emulation_single_tile_equals_denoise_in_the_interior(denoiser, bayer_se
 #: Tiling (T = 256 packed pixels: 32 of context, blended seams) against one pass on the same pooling grid, the
 #: 64 edge pixels left out, for the 6-step model of :func:`fitted`: RMS of the difference over the RMS of what
 #: denoising changed (measured 0.06-0.10 on the three files here, 0.19 on the GBRG Pi frame; 0.01-0.02 for a
-#: 300-step fit, see the README), and the largest difference in normalised units (fraction of white − black;
+#: 300-step fit, see docs/darktable.md), and the largest difference in normalised units (fraction of white − black;
 #: measured 0.02-0.08 here, 0.15 on the Pi frame).
 TILING_RATIO, TILING_MAX = 0.3, 0.25
 #: ... or an RMS below half a raw step of a 10-bit file: where the model changes a photo little (fit's default,

@@ -34,7 +34,7 @@ with the values it holds; darktable gives the graph nothing but the tile.
 ``config.json`` carries the keys the SDK's validator requires (``id``, ``name``, ``description``, ``task``,
 ``version``, ``backend``) and a model card (``model_card``: darktable renders ``long_description``,
 ``scope``, ``training_data``, ``notes`` ...; the card also holds ``cameras``, ``iso``, ``photos``, ``steps``,
-``training``). darktable 5.6 itself was not run on these packages: see the README, "Use your model in
+``training``). darktable 5.6 itself was not run on these packages: see docs/darktable.md, "Use your model in
 darktable", for what was verified.
 """
 from __future__ import annotations

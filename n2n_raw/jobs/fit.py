@@ -5,8 +5,8 @@ set. :func:`fit` checks every input and output first (a mistake costs nothing an
 a raw U-Net on the photos (a normal run folder: config.json, metrics.csv, checkpoints; reusable with
 ``n2n-raw denoise --checkpoint RUN``), then denoises each photo into a DNG plus a PNG preview.
 
-The short-run settings (:data:`FIT_DEFAULTS`) were chosen on a real low-light burst (see the README's
-"Denoise your own photos" and ``benchmarks/burst_fit.py``).
+The settings (:data:`n2n_raw.config.FIT_DEFAULTS`) were chosen on real photos against BM3D (the README's
+"fit: denoise your own photos"; ``benchmarks/peers.py``).
 """
 from __future__ import annotations
 

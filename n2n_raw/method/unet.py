@@ -25,7 +25,7 @@ class UNet(nn.Module):
         init: "paper" = Kaiming-normal (fan-in, a=0) × 0.1 with zero biases, as the reference does;
             "standard" = PyTorch's default layer init; "kaiming" (default) = the paper's init without the
             ×0.1 (He et al.: keeps the activation scale through the layers), by far the fastest to denoise
-            on short runs (see the README's "Time to quality").
+            on short runs (see docs/training-options.md, "Time to quality").
         residual: add the input to the output (an "output skip"; not in the paper, off by default). The
             last layer then starts at zero, so the network starts as the identity (noisy in, noisy out)
             instead of near zero, and every step can only move it from there.
