@@ -6,20 +6,16 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import torch
+from matplotlib.figure import Figure
 
 from n2n_raw.evaluation.validation import val_blocks
 from n2n_raw.inference.tiling import denoise_mosaic, forward_padded
-from n2n_raw.io.images import read_rgb, validation_folder_images
+from n2n_raw.io.atomic import atomic_path
+from n2n_raw.io.images import quantize_uint8, read_rgb, validation_folder_images
 from n2n_raw.io.sidd import block_cfas
 from n2n_raw.method.bayer import pack, unify_crop
 from n2n_raw.method.noise import make_noise
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def write_curves(run_dir: Path) -> Path | None:
@@ -29,8 +25,8 @@ def write_curves(run_dir: Path) -> Path | None:
         rows = list(csv.DictReader(f))
     if not rows:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))  # no pyplot: no global figure state, no GUI backend
+    ax = fig.subplots(1, 2)
     ax[0].plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows])
     ax[0].set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
     val = [r for r in rows if r.get("val_psnr")]
@@ -41,10 +37,8 @@ def write_curves(run_dir: Path) -> Path | None:
         a.grid(alpha=0.3)
     fig.tight_layout()
     path = run_dir / "curves.png"
-    tmp = run_dir / ".curves.png.partial"
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    with atomic_path(path, force=True) as tmp:  # the run's own picture, renewed at every end of training
+        fig.savefig(tmp, dpi=100, format="png")
     return path
 
 
@@ -67,25 +61,21 @@ def raw_to_srgb(mosaic: np.ndarray, cfa: str, ref: np.ndarray | None = None) -> 
 
 def write_comparison(path: Path, panels: list[tuple[str, np.ndarray]]) -> Path:
     """A row of labelled uint8 (H, W, 3) images (e.g. noisy / denoised / clean) saved as one PNG."""
-    plt = _plt()
-    fig, ax = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.3))
+    fig = Figure(figsize=(4 * len(panels), 4.3))
+    ax = fig.subplots(1, len(panels))
     for a, (title, img) in zip(np.atleast_1d(ax), panels):
         a.imshow(img)
         a.set_title(title)
         a.axis("off")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.partial")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    with atomic_path(path, force=True) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     return path
 
 
 def write_pictures(cfg, source, model, run_dir: Path, device) -> None:
     """curves.png and comparison.png (noisy / denoised / clean where known) of one validation image, or of
     a training crop when no validation data are configured; raw is rendered to sRGB for viewing."""
-    import torch
-
     write_curves(run_dir)
     model.eval()
     if cfg.mode == "srgb":
@@ -98,7 +88,7 @@ def write_pictures(cfg, source, model, run_dir: Path, device) -> None:
         clean = torch.from_numpy(np.ascontiguousarray(im[:s, :s].transpose(2, 0, 1))).float()[None] / 255
         noisy = make_noise(cfg.noise)(clean, torch.Generator().manual_seed(0))
         den = forward_padded(model, noisy.to(device), "fp32").cpu()
-        to8 = lambda t: (t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # noqa: E731
+        to8 = lambda t: quantize_uint8(t[0].permute(1, 2, 0).numpy())  # noqa: E731
         panels = [("noisy", to8(noisy)), ("denoised", to8(den)), ("clean", to8(clean))]
     else:
         if cfg.val_noisy and cfg.val_gt:
