@@ -187,7 +187,7 @@ def bench_submit(device, precision, cfa_mode="rggb"):
 
 def bench_prepare(n=48):
     from PIL import Image
-    from n2n_raw.io.images import prepare_srgb
+    from n2n_raw.jobs.prepare import prepare_srgb
     with tempfile.TemporaryDirectory() as td:
         rng = np.random.default_rng(0)
         for i in range(n):
