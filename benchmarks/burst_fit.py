@@ -3,7 +3,7 @@
     python benchmarks/burst_fit.py [BURST_DIR]                  # fit's defaults: `fit` end to end, files scored
     python benchmarks/burst_fit.py --sweep --steps 300 --lr 1e-3 --json out.json   # one point of a settings sweep
 
-BURST_DIR (default ``../shared/data/real_raw/burst_lowlight``, relative to the repository) holds K frames of
+BURST_DIR (default: ``burst_lowlight`` of the real files, see datasets/REAL_FILES.md) holds K frames of
 one static scene. The denoiser is trained on all K frames by :func:`n2n_raw.jobs.fit.fit` (the ``n2n-raw fit``
 command: no clean image, no noise model) and denoises each of them.
 
@@ -48,7 +48,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
+from common import REAL_RAW, device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
 from n2n_raw.config import FIT_DEFAULTS  # noqa: E402
 
 SIGMAS = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)  # oracle σ grid, CFA-plane pixels
@@ -101,8 +101,9 @@ def oracle_blur(frames: np.ndarray, refs: np.ndarray) -> tuple[np.ndarray, list[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("burst", nargs="?", default=str(ROOT.parent / "shared" / "data" / "real_raw" / "burst_lowlight"),
-                    help="folder of the burst's raw frames (default: ../shared/data/real_raw/burst_lowlight)")
+    ap.add_argument("burst", nargs="?", default=str(REAL_RAW / "burst_lowlight"),
+                    help="folder of the burst's raw frames (default: $N2N_RAW_REAL_DATA/burst_lowlight, else "
+                         "../shared/data/real_raw/burst_lowlight)")
     ap.add_argument("--steps", type=int, default=None, help=f"training steps (fit's default {FIT_DEFAULTS['steps']})")
     ap.add_argument("--lr", type=float, default=None, help=f"(fit's default {FIT_DEFAULTS['lr']:g})")
     ap.add_argument("--batch-size", type=int, default=None, help=f"(fit's default {FIT_DEFAULTS['batch_size']})")

@@ -2,14 +2,25 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import subprocess
 from pathlib import Path
 
 import torch
 
-# Kodak, BSD300, Set14 (see datasets/README.md), beside the repository.
-VALIDATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "validation"
+
+def _data_folder(env: str, default: Path) -> Path:
+    value = os.environ.get(env, "").strip()
+    return Path(value).expanduser() if value else default
+
+
+# Kodak, BSD300, Set14 (see datasets/README.md): N2N_RAW_VALIDATION_DATA, else beside the repository.
+_BESIDE = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data from the repository
+VALIDATION = _data_folder("N2N_RAW_VALIDATION_DATA", _BESIDE / "validation")
+# The real camera files of datasets/real_raw.json (see datasets/REAL_FILES.md): N2N_RAW_REAL_DATA, else beside
+# the repository. The same defaults as the tests' (tests/realdata.py).
+REAL_RAW = _data_folder("N2N_RAW_REAL_DATA", _BESIDE / "real_raw")
 
 
 def git_rev(path: Path, files: tuple[str, ...] = ()) -> str:

@@ -88,9 +88,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from burst_fit import SIGMAS, oracle_blur, psnr, read_unclipped, window  # noqa: E402,F401  (beside this script)
-from common import device_name, git_rev  # noqa: E402
+from common import REAL_RAW, device_name, git_rev  # noqa: E402
 
-REAL_DIR = ROOT.parent / "shared" / "data" / "real_raw"
+REAL_DIR = REAL_RAW  # N2N_RAW_REAL_DATA, else ../shared/data/real_raw (datasets/REAL_FILES.md)
 BURST_DIR = REAL_DIR / "burst_lowlight"
 REAL_FILES = ("canon_550d_colorchart.dng", "pi_bggr_scene.dng", "kodak_dc50.kdc", "pi_gbrg_no_blacklevel.dng")
 #: level → (a, b, exposure): var = a·x + b in normalised units, on the reference scaled by ``exposure``.
@@ -487,7 +487,7 @@ def main(argv=None) -> None:
     ap.add_argument("--real-files", type=lambda v: _csv(v, REAL_FILES, "--real-files"), default=list(REAL_FILES),
                     help="which shared real files make the real set (default all four)")
     ap.add_argument("--real-dir", type=Path, default=REAL_DIR, help="where the real files are (default "
-                    "../shared/data/real_raw beside the repository)")
+                    "$N2N_RAW_REAL_DATA, else ../shared/data/real_raw beside the repository)")
     ap.add_argument("--burst", type=Path, default=None, help="the burst's folder (default REAL_DIR/burst_lowlight)")
     ap.add_argument("--burst-frames", type=int, default=None, help="score the first N frames (default all)")
     ap.add_argument("--sidd-images", type=int, default=8, help="synthetic SIDD images (default 8)")

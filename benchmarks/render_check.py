@@ -47,7 +47,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
+from common import REAL_RAW, device_name, git_rev  # noqa: E402  (benchmarks/common.py, beside this script)
 from n2n_raw.io import camera_raw, dng  # noqa: E402
 
 FILES = ["canon_550d_colorchart.dng", "canon_portrait (Orientation 6)", "pi_bggr_scene.dng",
@@ -119,8 +119,8 @@ def train_checkpoint(dngs: list[Path], work: Path, steps: int | None) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real_raw",
-                    help="folder of the real camera files (default: ../shared/data/real_raw)")
+    ap.add_argument("--real", type=Path, default=REAL_RAW,
+                    help="folder of the real camera files (default: $N2N_RAW_REAL_DATA, else ../shared/data/real_raw)")
     ap.add_argument("--checkpoint", type=Path, help="raw run folder or checkpoint (default: fit one here)")
     ap.add_argument("--steps", type=int, default=None, help="steps of the fitted checkpoint (without --checkpoint; "
                     "default: fit's)")

@@ -17,7 +17,6 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-from realdata import REAL_RAW  # noqa: E402  real camera files (datasets/real_raw.json); may be absent
 ERROR_PREFIX = "n2n-raw: error:"
 
 # Tiny-run options shared by the tests (CPU, a handful of steps).

@@ -37,9 +37,10 @@ GET_VALIDATION = (f"set {VALIDATION_ENV} to a folder holding Kodak/, BSD300/ and
                   "see datasets/README.md")
 
 
-def real_missing(name: str = "") -> str:
-    """The one-line skip reason for a missing real file (or, without a name, the whole folder)."""
-    what = f"real file {name} is missing" if name else "real camera files are missing"
+def real_missing(*names: str) -> str:
+    """The one-line skip reason for missing real files (or, without a name, the whole folder)."""
+    what = (f"real file {names[0]} is missing" if len(names) == 1 else
+            f"real files {', '.join(names)} are missing" if names else "real camera files are missing")
     return f"{what} (looked in {REAL_RAW}): {GET_REAL}"
 
 
@@ -50,6 +51,7 @@ def validation_missing(name: str = "") -> str:
 
 def real_file(name: str) -> Path:
     """``REAL_RAW / name`` (``name`` relative, as in the manifest), or skip the calling test."""
+    __tracebackhide__ = True  # the skip is reported at the calling test's line
     path = REAL_RAW / name
     if not path.exists():
         pytest.skip(real_missing(name))
@@ -62,6 +64,7 @@ def real_files_present(*names: str) -> bool:
 
 def validation_dir(name: str = "") -> Path:
     """``VALIDATION / name`` (e.g. "Kodak"; the folder itself without a name), or skip the calling test."""
+    __tracebackhide__ = True
     path = VALIDATION / name if name else VALIDATION
     if not path.is_dir():
         pytest.skip(validation_missing(name))
@@ -82,4 +85,4 @@ needs_validation = pytest.mark.skipif(not VALIDATION.is_dir(), reason=validation
 def needs_real(*names: str) -> pytest.MarkDecorator:
     """Skip marker for a test that needs these real files (names relative to the folder)."""
     missing = [n for n in names if not (REAL_RAW / n).exists()]
-    return pytest.mark.skipif(bool(missing), reason=real_missing(", ".join(missing)))
+    return pytest.mark.skipif(bool(missing), reason=real_missing(*missing))

@@ -13,7 +13,7 @@ from n2n_raw.io.images import (IMAGE_EXTS, list_images, read_rgb, validation_fol
                                write_png)
 from n2n_raw.io.store import Store
 
-from realdata import VALIDATION, validation_dir  # noqa: E402  (tests/realdata.py: N2N_RAW_VALIDATION_DATA)
+from realdata import VALIDATION, validation_dir  # tests/realdata.py: N2N_RAW_VALIDATION_DATA
 LO, HI = 32, 48  # min_size / max_size used by the prepare tests
 
 

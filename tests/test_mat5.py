@@ -19,7 +19,7 @@ import pytest
 import scipy.io
 import scipy.sparse
 
-from conftest import REAL_RAW
+from realdata import REAL_RAW, real_missing
 from n2n_raw.errors import InputError
 from n2n_raw.io import sidd
 from n2n_raw.io.sidd._mat5 import check_mat5
@@ -91,7 +91,7 @@ def test_scipy_written_variety_passes(tmp_path, compress):
 
 def test_real_sidd_metadata_passes():
     if not REAL_META.is_file():
-        pytest.skip("the real SIDD metadata file is absent")
+        pytest.skip(real_missing(REAL_META.name))
     _check_bytes(REAL_META.read_bytes())
 
 

@@ -16,7 +16,7 @@ from n2n_raw.evaluation.metrics import (gaussian_window_1d, psnr, psnr_uint8, ra
                              raw_block_scores, srgb_image_metrics, ssim_matlab)
 
 REPO = Path(__file__).resolve().parents[1]
-from realdata import validation_dir  # noqa: E402  (tests/realdata.py: N2N_RAW_VALIDATION_DATA)
+from realdata import validation_dir  # tests/realdata.py: N2N_RAW_VALIDATION_DATA
 
 
 # ----------------------------------------------------------------------------------------------- reference SSIM

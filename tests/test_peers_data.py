@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-from realdata import REAL_RAW, needs_real  # noqa: E402
+from realdata import REAL_RAW, needs_real
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from pathlib import PurePosixPath
 from urllib.parse import quote
 
 import pytest
-
 from realdata import MANIFEST, REAL_ENV, REAL_RAW, manifest, needs_real_raw, real_missing
 
 FIELDS = {"file", "origin", "url", "licence", "sha256", "size", "exercises"}
@@ -56,8 +55,9 @@ def test_present_files_match_the_manifest(entry):
     if not path.is_file():
         pytest.skip(real_missing(entry["file"]))
     data = path.read_bytes()
-    assert len(data) == entry["size"], f"{entry['file']}: {len(data)} bytes, the manifest says {entry['size']}"
-    assert hashlib.sha256(data).hexdigest() == entry["sha256"], (
+    size, digest = len(data), hashlib.sha256(data).hexdigest()
+    assert size == entry["size"], f"{entry['file']}: {size} bytes, the manifest says {entry['size']}"
+    assert digest == entry["sha256"], (
         f"{entry['file']}: sha256 differs from datasets/real_raw.json (another version of the file? "
         f"fetch it from {entry['url']})")
 

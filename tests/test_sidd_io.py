@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from conftest import REAL_RAW
+from realdata import REAL_RAW, real_missing
 from n2n_raw.errors import InputError
 from n2n_raw.io import sidd
 from n2n_raw.sim.sidd_world import PHONE_MAKE_MODEL, clean_mosaic
@@ -183,7 +183,7 @@ def test_metadata_cfa_sources(tmp_path, phone):
 
 
 REAL_META = REAL_RAW / "sidd_0001_METADATA_RAW_010.MAT"
-needs_real_meta = pytest.mark.skipif(not REAL_META.is_file(), reason="the real SIDD metadata file is absent")
+needs_real_meta = pytest.mark.skipif(not REAL_META.is_file(), reason=real_missing(REAL_META.name))
 
 
 def _tags(md) -> list[tuple[int, list]]:
