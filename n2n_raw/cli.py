@@ -239,8 +239,10 @@ def fit(photos: List[Path] = typer.Argument(..., help="Camera raw files (DNG, NE
                                        "with n2n-raw (trained on synthetic noise); scratch: a fresh U-Net (the "
                                        "paper's method alone); or a raw run folder / checkpoint."),
         target: Optional[str] = typer.Option(None, help="The self-supervised loss: r2r (Recorrupted-to-Recorrupted "
-                                             "in the pretrained model's variance-stabilised domain; the default) or "
-                                             "n2n (Neighbor2Neighbor; the default from scratch)."),
+                                             "in the pretrained model's variance-stabilised domain), r2r-lin (R2R in "
+                                             "linear units, recorruption matched to each pixel's noise: unbiased in "
+                                             "the dark; the default) or n2n (Neighbor2Neighbor; the default from "
+                                             "scratch)."),
         ensemble: int = typer.Option(FIT_DEFAULTS["ensemble"], help=ENSEMBLE_HELP),
         force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out and overwrite outputs."),
         precision: str = train_option("precision"),

@@ -49,7 +49,7 @@ def test_fit_keeps_the_run_folder_and_writes_the_outputs(fitted, photos):
     cfg = json.loads((fitted / "config.json").read_text())
     assert cfg["mode"] == "raw" and cfg["steps"] == 3 and cfg["val_every"] == 0
     assert cfg["patch_size"] == 128 and cfg["lr"] == 3e-4  # fit's defaults, not train's
-    assert cfg["start_from"] == "pretrained" and cfg["target"] == "r2r"
+    assert cfg["start_from"] == "pretrained" and cfg["target"] == "r2r-lin"
     assert sorted(Path(p).name for p in cfg["photos"]) == ["a.dng", "b.DNG"]
     assert (fitted / "metrics.csv").read_text().count("\n") == 4  # header + one row per step (3 steps)
     assert list_checkpoints(fitted)
@@ -173,6 +173,9 @@ def test_fit_r2r_and_scratch(photos, tmp_path):
     r = cli("fit", photos / "a.dng", "--out", tmp_path / "r2r", "--target", "r2r", "--ensemble", "2", *FAST)
     assert "trained 3 steps" in r.stdout
     assert json.loads((tmp_path / "r2r" / "config.json").read_text())["target"] == "r2r"
+    r = cli("fit", photos / "a.dng", "--out", tmp_path / "r2r-lin", "--target", "r2r-lin", "--ensemble", "1", *FAST)
+    assert "trained 3 steps" in r.stdout
+    assert json.loads((tmp_path / "r2r-lin" / "config.json").read_text())["target"] == "r2r-lin"
     cli("fit", photos / "a.dng", "--out", tmp_path / "scratch", "--start-from", "scratch", *FAST)
     model, meta = load_model(tmp_path / "scratch", which="last")
     assert not isinstance(model, GatUNet) and meta["config"]["start_from"] is None
@@ -180,6 +183,7 @@ def test_fit_r2r_and_scratch(photos, tmp_path):
 
 
 @pytest.mark.parametrize("args, names", [(["--target", "r2r", "--start-from", "scratch"], ["--target r2r"]),
+                                         (["--target", "r2r-lin", "--start-from", "scratch"], ["--target r2r-lin"]),
                                          (["--ensemble", "3"], ["--ensemble"]),
                                          (["--start-from", "no/such/run"], ["no/such/run"])])
 def test_fit_bad_start_target_or_ensemble_is_one_line_exit_2(args, names, photos, tmp_path):

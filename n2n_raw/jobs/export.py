@@ -199,6 +199,7 @@ def model_card(meta: dict) -> tuple[str, dict[str, str]]:
     target = meta.get("target") or cfg.get("target") or "n2n"
     training = {"n2n": "self-supervised (Neighbor2Neighbor)",
                 "r2r": "self-supervised (Recorrupted-to-Recorrupted)",
+                "r2r-lin": "self-supervised (Recorrupted-to-Recorrupted)",
                 "supervised": "supervised (noisy → clean pairs)"}.get(target, f"{target} target")
     if cfg.get("start_from") == "pretrained":
         training += (" fine-tuning of n2n-raw's shipped model (trained supervised on synthetic Poisson–Gaussian "

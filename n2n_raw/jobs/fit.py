@@ -113,8 +113,9 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
             is refused for photos smaller than 130 pixels). No validation: the method is self-supervised.
         start_from: "pretrained" (the shipped model, fine-tuned on the photos), "scratch" or None (a fresh
             U-Net, the paper's method alone), or a raw run folder / checkpoint.
-        target: the self-supervised loss: "n2n" (Neighbor2Neighbor) or "r2r" (Recorrupted-to-Recorrupted in
-            the pretrained model's variance-stabilised domain; see ``n2n-raw train --help``). None: r2r, or n2n
+        target: the self-supervised loss: "n2n" (Neighbor2Neighbor), "r2r" (Recorrupted-to-Recorrupted in
+            the pretrained model's variance-stabilised domain) or "r2r-lin" (R2R in linear units, recorruption
+            matched to each pixel's noise; see ``n2n-raw train --help``). None: r2r-lin, or n2n
             from scratch (:data:`SCRATCH_DEFAULTS`, which also sets a scratch run's default ``lr``).
         ensemble: denoise each photo as the mean of 1, 2, 4 or 8 Bayer-preserving views
             (:data:`n2n_raw.inference.photos.ENSEMBLES`).

@@ -74,7 +74,7 @@ class GatUNet(nn.Module):
         b_t = torch.as_tensor(b, dtype=torch.float32).reshape(-1)
         if a_t.numel() != 4 or b_t.numel() != 4 or not bool((a_t >= 0).all()) or not bool((b_t >= 0).all()):
             raise ValueError(f"noise profile: expected 4 values of a ≥ 0 and of b ≥ 0, got {a_t.tolist()}, {b_t.tolist()}")
-        a_t = torch.maximum(a_t.clamp(*A_RANGE), (b_t / MAX_READ_RATIO).sqrt())
+        a_t = clamp_profile(a_t, b_t)
         # Replaced, not copied into: pretraining gives the buffers one profile per item, (N, 4, 1, 1).
         self.a = a_t.view(1, 4, 1, 1).to(self.a.device)
         self.b = b_t.view(1, 4, 1, 1).to(self.b.device)
@@ -99,6 +99,11 @@ class GatUNet(nn.Module):
     def stabilise(self, x: torch.Tensor) -> torch.Tensor:
         """The GAT of ``x`` under this model's profile: unit-variance noise."""
         return gat(x, self.a.to(x.dtype), self.b.to(x.dtype))
+
+
+def clamp_profile(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a`` as :meth:`GatUNet.set_profile` uses it: in :data:`A_RANGE` and at least sqrt(b / MAX_READ_RATIO)."""
+    return torch.maximum(a.clamp(*A_RANGE), (b / MAX_READ_RATIO).sqrt())
 
 
 def packed_profile(a: Sequence[float], b: Sequence[float], cfa: str | None,

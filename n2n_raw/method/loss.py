@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from n2n_raw.method.subsample import check_batch, subsample
+from n2n_raw.method.vst import gat, gat_inverse_algebraic
 
 
 def gamma_for_epoch(epoch: int, n_epochs: int, increase_ratio: float) -> float:
@@ -110,4 +111,43 @@ def r2r_loss(model: nn.Module, noisy: torch.Tensor, e: torch.Tensor, alpha: floa
         z = inner.stabilise(noisy.float())
     k = (1.0 + alpha * alpha) ** -0.5
     loss = torch.mean((model(k * (z + alpha * e), stabilised=True).float() - k * (z - e / alpha)) ** 2)
+    return loss, loss.detach(), torch.zeros_like(loss)
+
+
+def r2r_linear_loss(model: nn.Module, noisy: torch.Tensor, e: torch.Tensor, a: torch.Tensor | None = None,
+                    b: torch.Tensor | None = None, alpha: float = R2R_ALPHA
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Recorrupted-to-Recorrupted in linear units, the recorruption matched to each pixel's noise variance.
+
+    :func:`r2r_loss` trains the U-Net towards E[GAT(y)], whose algebraic inverse is biased low by about a/4
+    (a quarter of a photo-electron: the GAT's curvature), which a raw denoiser cannot afford in the dark (real
+    content at low light: −0.9e-3 of white on every photo, most of R2R's loss there against the shipped model).
+    Here the noise model is the profile itself: var(y | x) = a·x + b = σ², exact in linear units at any
+    signal. With σ from the model's own estimate x̂ = f(y) (no gradient), the input y + ασe and the target
+    y − σe/α have uncorrelated noises (cov = a·x + b − σ² ≈ 0), so E[target] = x and the model learns an
+    unbiased x, as it was pretrained to. The input's profile is (1 + α²)·(a, b), which the model is given for
+    it (its unit-noise domain is the same); the loss is the MSE over σ², the shipped model's own weighting.
+    Each crop takes its own photo's profile (``a``, ``b``): photos of different ISOs in one run each get the
+    recorruption their noise needs (with one profile for all, R2R's cov is far from 0 on most of them).
+
+    Args:
+        model: a GatUNet (or DDP around one).
+        noisy: y, (N, 4, H, W), linear normalised units, H and W multiples of 32.
+        e: (N, 4, H, W), standard normal.
+        a, b: each crop's profile, (N, 4, 1, 1) (:func:`n2n_raw.training.sources.item_profiles`); None: the model's.
+    Returns:
+        (loss, rec, reg) as :func:`supervised_loss` returns them.
+    """
+    check_batch(noisy, "r2r_linear_loss noisy", 1)
+    inner = getattr(model, "module", model)
+    a = (inner.a if a is None else a).float()
+    b = (inner.b if b is None else b).float()
+    y = noisy.float()
+    with torch.no_grad():  # the noise variance at the model's own estimate
+        x_hat = gat_inverse_algebraic(model(gat(y, a, b), stabilised=True).float(), a, b)
+        var = a * x_hat.clamp(min=0.0) + b
+        sd = var.sqrt()
+    c = 1.0 + alpha * alpha
+    out = gat_inverse_algebraic(model(gat(y + alpha * sd * e, c * a, c * b), stabilised=True).float(), c * a, c * b)
+    loss = torch.mean((out - (y - sd * e / alpha)) ** 2 / var)
     return loss, loss.detach(), torch.zeros_like(loss)

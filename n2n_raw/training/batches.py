@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from n2n_raw.accel import data_storage
-from n2n_raw.config import NOISY_TARGETS, PAIRED_TARGETS, TrainConfig
+from n2n_raw.config import NOISY_TARGETS, PAIRED_TARGETS, R2R_TARGETS, TrainConfig
 from n2n_raw.method import bayer
 from n2n_raw.method.noise import RawShotReadNoise, make_noise
 from n2n_raw.method.subsample import draw_masks
-from n2n_raw.training.sources import Source
+from n2n_raw.training.sources import Source, item_profiles
 
 
 def sample_indices(n_items: int, step: int, batch: int, seed: int, steps_per_epoch: int | None) -> np.ndarray:
@@ -169,7 +169,8 @@ class Batches:
 
     ``target`` is what the loss pairs with ``noisy``: the clean crops (``supervised``), the same crops under an
     independent noise draw (``noise2noise``, ``noise2noise-sub``), R2R's recorruption draw (``r2r``), or None
-    (``n2n``: the target comes from ``noisy`` itself, through ``masks``).
+    (``n2n``: the target comes from ``noisy`` itself, through ``masks``); ``r2r-lin``: (draw, a, b), the
+    recorruption draw and each crop's noise profile, (B, 4, 1, 1) each.
 
     Crops come from the set on the device (cut there), from pinned host memory, or are cut on the host per
     step (``storage``); sRGB crops are clean and get their noise here. Under DDP every rank draws the global
@@ -191,6 +192,8 @@ class Batches:
             self.storage = "host"  # the device cropper holds noisy mosaics only; clean crops come with the host path
         self.cropper = (DeviceCropper(source, device, pinned=self.storage == "pinned")
                         if self.storage != "host" else None)
+        # r2r-lin: each item's own noise profile, (items, 2, 4), for its crops' recorruption
+        self.profiles = item_profiles(source.items, cfg.cfa_mode).to(device) if cfg.target == "r2r-lin" else None
         self.gen = torch.Generator(device=device)
         self.crop_gen = torch.Generator() if self.storage == "pinned" else self.gen
 
@@ -218,8 +221,13 @@ class Batches:
         masks = draw_masks(self.global_batch, noisy.shape[-2], noisy.shape[-1], self.gen)[:, self.part]
         if self.target in NOISY_TARGETS:  # the same clean crops under an independent draw
             return noisy, self._draw(clean, step), masks
-        if self.target == "r2r":  # the recorruption draw, unit variance (the loss scales it)
-            return noisy, torch.randn(noisy.shape, generator=self.gen, device=self.device), masks
+        if self.target in R2R_TARGETS:  # the recorruption draw, unit variance (the loss scales it)
+            e = torch.randn(noisy.shape, generator=self.gen, device=self.device)
+            if self.profiles is None:
+                return noisy, e, masks
+            idx = sample_indices(len(source), step, self.global_batch, cfg.seed, self.steps_per_epoch)[self.part]
+            ab = self.profiles[torch.from_numpy(idx).to(self.device)][..., None, None]  # (B, 2, 4, 1, 1)
+            return noisy, (e, ab[:, 0], ab[:, 1]), masks
         return noisy, clean if self.paired else None, masks
 
     def _draw(self, clean: torch.Tensor, step: int) -> torch.Tensor:

@@ -21,11 +21,18 @@ import torch
 from n2n_raw import checkpoint as ckpt
 from n2n_raw.accel import autocast, compile_plan, pick_device, place_model, training_step, use_bf16
 from n2n_raw.checkpoint import starting_model
-from n2n_raw.config import PAIRED_TARGETS, TrainConfig
+from n2n_raw.config import PAIRED_TARGETS, R2R_TARGETS, TrainConfig
 from n2n_raw.errors import InputError
 from n2n_raw.evaluation.validation import make_validator
 from n2n_raw.method.gat_unet import GatUNet
-from n2n_raw.method.loss import gamma_for_epoch, n2n_loss, noise2noise_sub_loss, r2r_loss, supervised_loss
+from n2n_raw.method.loss import (
+    gamma_for_epoch,
+    n2n_loss,
+    noise2noise_sub_loss,
+    r2r_linear_loss,
+    r2r_loss,
+    supervised_loss,
+)
 from n2n_raw.method.unet import UNet
 from n2n_raw.progress import ProgressHook
 from n2n_raw.training.batches import Batches, Dist
@@ -233,6 +240,8 @@ def make_step(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.O
                 return noise2noise_sub_loss(net, noisy, target, masks)
             if cfg.target == "r2r":
                 return r2r_loss(net, noisy, target)
+            if cfg.target == "r2r-lin":
+                return r2r_linear_loss(net, noisy, *target)
             if paired:
                 return supervised_loss(net, noisy, target)
             return n2n_loss(net, noisy, masks, gamma, cfg.lambda1, cfg.lambda2)
@@ -246,8 +255,9 @@ def initial_model(cfg: TrainConfig, source, log) -> torch.nn.Module:
     if cfg.start_from is None:
         return UNet(cfg.channels, cfg.channels, init=cfg.init, residual=cfg.residual)
     model = starting_model(cfg.start_from)
-    if cfg.target == "r2r" and not isinstance(model, GatUNet):
-        raise InputError(f"--target r2r: {cfg.start_from} does not denoise in the variance-stabilised domain "
+    if cfg.target in R2R_TARGETS and not isinstance(model, GatUNet):
+        raise InputError(f"--target {cfg.target}: {cfg.start_from} does not denoise in the variance-stabilised "
+                         "domain "
                          "(use --start-from pretrained or a run made from it)")
     if isinstance(model, GatUNet):
         model.set_profile(*training_profile(source.items, cfg.cfa_mode))

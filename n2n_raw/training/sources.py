@@ -25,7 +25,7 @@ from n2n_raw.io.images import list_images, read_rgb
 from n2n_raw.io.sidd import PHONE_CFA
 from n2n_raw.io.store import Store
 from n2n_raw.method import bayer
-from n2n_raw.method.gat_unet import packed_profile
+from n2n_raw.method.gat_unet import clamp_profile, packed_profile
 from n2n_raw.method.noise import add_raw_noise, raw_noise_params
 from n2n_raw.method.noise_profile import estimate_profile
 from n2n_raw.sim.dead_leaves import dead_leaves_set
@@ -287,17 +287,29 @@ def default_raw_items(count: int = 10, size: tuple[int, int] = (512, 768), seed:
 
 
 
-def training_profile(items, cfa_mode: str, count: int = 8, side: int = 1024) -> tuple[list[float], list[float]]:
-    """One profile per packed channel for a training run: the median over up to ``count`` items (their central
-    ``side``×``side`` windows) of each one's blind estimate (:func:`n2n_raw.method.noise_profile.estimate_profile`)."""
+def item_profile(item: Item, cfa_mode: str, side: int = 1024) -> tuple[list[float], list[float]]:
+    """One item's profile per packed channel: the blind estimate
+    (:func:`n2n_raw.method.noise_profile.estimate_profile`) of its central ``side``×``side`` window."""
+    h, w = item.shape
+    hh, ww = min(h, side) // 2 * 2, min(w, side) // 2 * 2
+    y, x = (h - hh) // 4 * 2, (w - ww) // 4 * 2
+    p = estimate_profile(np.asarray(item.crop(y, x, hh, ww), np.float32), shared=True)
+    return packed_profile(p.a, p.b, item.cfa, cfa_mode)
+
+
+def training_profile(items: list[Item], cfa_mode: str, count: int = 8, side: int = 1024
+                     ) -> tuple[list[float], list[float]]:
+    """One profile per packed channel for a training run: the median over up to ``count`` items of each one's
+    :func:`item_profile`."""
     picks = items[:: max(1, len(items) // count)][:count]
-    per_item = []
-    for it in picks:
-        h, w = it.shape
-        hh, ww = min(h, side) // 2 * 2, min(w, side) // 2 * 2
-        y, x = (h - hh) // 4 * 2, (w - ww) // 4 * 2
-        p = estimate_profile(np.asarray(it.crop(y, x, hh, ww), np.float32), shared=True)
-        per_item.append(packed_profile(p.a, p.b, it.cfa, cfa_mode))
-    arr = np.asarray(per_item, np.float64)  # (items, 2, 4)
+    arr = np.asarray([item_profile(it, cfa_mode, side) for it in picks], np.float64)  # (items, 2, 4)
     med = np.median(arr, axis=0)
     return med[0].tolist(), med[1].tolist()
+
+
+def item_profiles(items: list[Item], cfa_mode: str, side: int = 1024) -> torch.Tensor:
+    """Every item's :func:`item_profile`, as :meth:`~n2n_raw.method.gat_unet.GatUNet.set_profile` would use it:
+    float32 (items, 2, 4), the a's then the b's."""
+    arr = torch.as_tensor(np.asarray([item_profile(it, cfa_mode, side) for it in items], np.float32))
+    a, b = arr[:, 0], arr[:, 1]
+    return torch.stack([clamp_profile(a, b), b], 1)
