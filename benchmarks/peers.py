@@ -1,4 +1,4 @@
-"""Peer benchmark (issue 19): `n2n-raw fit` against BM3D+GAT, the noisy input and an oracle blur, on real data.
+"""Peer benchmark: `n2n-raw fit` against BM3D+GAT, the noisy input and an oracle blur, on real data.
 
     pip install -e '.[bench]'        # BM3D (the `bm3d` package): non-commercial licence, benchmark-only extra
     python benchmarks/peers.py                                     # every set, every method, fit's defaults
@@ -45,7 +45,7 @@ Data sets (``--sets``):
   (:data:`REAL_FILES`, read unclipped with ``read_raw``), each CFA position plane is binned 2×2 (mean of 2×2
   plane pixels, which averages the camera's own noise away) and the half-size Bayer mosaic re-assembled in the
   same CFA phase and clipped to [0, 1]: the reference. Two levels (:data:`LEVELS`): ``sidd`` (a = 1e-3,
-  b = 1e-5, the level of issue 19's held-out set) and ``lowlight`` (the reference ×0.25, a = 4e-3,
+  b = 1e-5, a SIDD-like level) and ``lowlight`` (the reference ×0.25, a = 4e-3,
   b = 1e-4). Poisson–Gaussian noise, Poisson(x/a)·a + N(0, b), from a fixed seed; each noisy mosaic is written
   as a 16-bit DNG with black 1024 and white 16383 (:data:`DNG_BLACK`, :data:`DNG_WHITE`: noise below black and
   above white survives; 1 unit = 15359 DN, so rounding adds ≈ 3.5e-10 of variance) and read back to check it.

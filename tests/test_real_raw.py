@@ -93,7 +93,7 @@ def test_every_tag_carried_tifffile(tmp_path, name):
 
 
 def test_canon_named_tags_and_exif_kept(tmp_path):
-    """The tags issue 10 found dropped or re-invented, by name."""
+    """The tags a DNG writer is most likely to drop or re-invent, by name."""
     src = REAL / "canon_550d_colorchart.dng"
     out = _identity_dng(src, tmp_path / "out.dng")
     with tifffile.TiffFile(src) as a, tifffile.TiffFile(out) as b:
