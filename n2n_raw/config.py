@@ -221,6 +221,12 @@ class TrainConfig:
     def channels(self) -> int:
         return 3 if self.mode == "srgb" else 4
 
+    @property
+    def paired(self) -> bool:
+        """Whether the target trains on clean crops and their pairs (noisy → clean, or noisy → an independent
+        noisy draw: plain MSE); raw needs GT frames."""
+        return self.target in PAIRED_TARGETS
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 

@@ -20,11 +20,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from n2n_raw.accel import inference_precision, pick_device, place_model
+from n2n_raw.accel import pick_device
 from n2n_raw.cfa import check_cfa
 from n2n_raw.checkpoint import load_model
 from n2n_raw.inference import photos
-from n2n_raw.inference.onnx_engine import resolve_engine
 from n2n_raw.jobs.export import export as export_model
 from n2n_raw.jobs.fit import fit as run_fit
 
@@ -44,11 +43,9 @@ class Denoiser:
     def __init__(self, model: torch.nn.Module, meta: dict, device: str | torch.device = "auto",
                  precision: str = "fp32", tile: int | None = None, engine: str = "auto", ensemble: int = 1):
         self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
-        self.model = place_model(model, self.device).eval()
+        self.model, self.precision, self.engine = photos.ready(model, self.device, precision, engine)
         self.meta = meta
-        self.precision = inference_precision(precision)
         self.tile = tile
-        self.engine = resolve_engine(engine, self.device, self.precision)
         self.ensemble = ensemble
 
     @classmethod

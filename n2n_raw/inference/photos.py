@@ -15,9 +15,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from n2n_raw.accel import inference_precision, place_model
 from n2n_raw.cfa import check_cfa
 from n2n_raw.errors import InputError
 from n2n_raw.inference import tiling
+from n2n_raw.inference.onnx_engine import resolve_engine
 from n2n_raw.inference.profile import profile_from_dng
 from n2n_raw.inference.tiling import OVERLAP  # processing pixels of context kept around each tile
 from n2n_raw.io import camera_raw, dng, sidd
@@ -27,6 +29,15 @@ from n2n_raw.method import bayer
 from n2n_raw.method.gat_unet import GatUNet, packed_profile
 from n2n_raw.method.noise_profile import NoiseProfile, estimate_profile
 
+
+def ready(model: torch.nn.Module, device: torch.device, precision: str = "fp32", engine: str = "auto"
+          ) -> tuple[torch.nn.Module, str, str]:
+    """A model made ready to denoise: placed on ``device`` in eval mode, with the inference precision
+    (:func:`~n2n_raw.accel.inference_precision`: fp32 unless bf16 is asked for) and the engine
+    (:func:`~n2n_raw.inference.onnx_engine.resolve_engine`) it runs with. Returns (model, precision, engine)."""
+    model = place_model(model, device).eval()
+    precision = inference_precision(precision)
+    return model, precision, resolve_engine(engine, device, precision)
 
 def load_npy(path: Path, ndim: int, what: str) -> np.ndarray:
     """A float array from ``.npy`` without pickle; (H, W, 3) for ``ndim=3``, (H, W) for ``ndim=2``."""

@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from n2n_raw.accel import inference_precision, pick_device, place_model
+from n2n_raw.accel import pick_device
 from n2n_raw.checkpoint import load_model
 from n2n_raw.config import FIT_DEFAULTS, SCRATCH_DEFAULTS, TrainConfig
 from n2n_raw.errors import InputError
 from n2n_raw.evaluation.metrics import MEGAPIXEL
-from n2n_raw.inference.onnx_engine import resolve_engine
-from n2n_raw.inference.photos import OUTPUTS, check_ensemble, denoise_file
+from n2n_raw.inference.photos import OUTPUTS, check_ensemble, denoise_file, ready
 from n2n_raw.io.atomic import check_writable
 from n2n_raw.io.camera_raw import RAW_SUFFIXES, find_raws, read_raw
 from n2n_raw.jobs.export import SUFFIXES, check_available, check_format, default_model_id
@@ -157,9 +156,7 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     # exported first: denoising sets each photo's noise profile in the model (a GatUNet holds one), and the
     # package keeps the profile it was trained with
     exported = export_model(model, meta, package, force=force) if package is not None else None
-    model = place_model(model, dev).eval()
-    prec = inference_precision(precision)
-    engine = resolve_engine("auto", dev, prec)
+    model, prec, engine = ready(model, dev, precision)
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs, pixels, t1 = [], 0, time.perf_counter()
     for f in files:

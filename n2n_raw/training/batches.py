@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from n2n_raw.accel import data_storage
-from n2n_raw.config import NOISY_TARGETS, PAIRED_TARGETS, R2R_TARGETS, TrainConfig
+from n2n_raw.config import NOISY_TARGETS, R2R_TARGETS, TrainConfig
 from n2n_raw.method import bayer
 from n2n_raw.method.noise import RawShotReadNoise, make_noise
 from n2n_raw.method.subsample import draw_masks
@@ -182,13 +182,12 @@ class Batches:
         self.global_batch = cfg.batch_size * dist.world
         self.part = slice(dist.rank * cfg.batch_size, (dist.rank + 1) * cfg.batch_size)
         self.target = cfg.target
-        self.paired = cfg.target in PAIRED_TARGETS  # trained on clean crops and their pairs (raw: GT frames)
         self.noise = make_noise(cfg.noise).to(device) if cfg.mode == "srgb" else None
         # Raw with redrawn noise: clean crops, and each item's (a, b) for the noise drawn on them every step.
         self.redraw = RawShotReadNoise() if cfg.redraw_noise else None
         self.levels = source.noise_levels().to(device) if cfg.redraw_noise else None
         self.storage = data_storage(cfg.data_on_device, device, flat_nbytes(source))
-        if cfg.mode == "raw" and (self.paired or self.redraw is not None):
+        if cfg.mode == "raw" and (cfg.paired or self.redraw is not None):
             self.storage = "host"  # the device cropper holds noisy mosaics only; clean crops come with the host path
         self.cropper = (DeviceCropper(source, device, pinned=self.storage == "pinned")
                         if self.storage != "host" else None)
@@ -206,7 +205,7 @@ class Batches:
             idx = device_indices(len(source), step, self.global_batch, cfg.seed, self.steps_per_epoch,
                                  self.cropper.device)
             batch = self.cropper.crops(idx, self.crop_gen)[self.part]
-        elif cfg.mode == "raw" and (self.paired or self.redraw is not None):
+        elif cfg.mode == "raw" and (cfg.paired or self.redraw is not None):
             # Noisy crops and the clean crops at the same windows.
             batch, clean = (t.to(self.device, non_blocking=True) for t in
                             make_batch(source, step, self.global_batch, cfg.seed, self.steps_per_epoch, self.part,
@@ -228,7 +227,7 @@ class Batches:
             idx = sample_indices(len(source), step, self.global_batch, cfg.seed, self.steps_per_epoch)[self.part]
             ab = self.profiles[torch.from_numpy(idx).to(self.device)][..., None, None]  # (B, 2, 4, 1, 1)
             return noisy, (e, ab[:, 0], ab[:, 1]), masks
-        return noisy, clean if self.paired else None, masks
+        return noisy, clean if cfg.paired else None, masks
 
     def _draw(self, clean: torch.Tensor, step: int) -> torch.Tensor:
         """A fresh noise draw on clean crops (B, C, h, w): sRGB's ``--noise``, or raw ``--redraw-noise`` at

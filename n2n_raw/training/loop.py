@@ -21,7 +21,7 @@ import torch
 from n2n_raw import checkpoint as ckpt
 from n2n_raw.accel import autocast, compile_plan, pick_device, place_model, training_step, use_bf16
 from n2n_raw.checkpoint import starting_model
-from n2n_raw.config import PAIRED_TARGETS, R2R_TARGETS, TrainConfig
+from n2n_raw.config import R2R_TARGETS, TrainConfig
 from n2n_raw.errors import InputError
 from n2n_raw.evaluation.validation import make_validator
 from n2n_raw.method.gat_unet import GatUNet
@@ -173,8 +173,7 @@ def setup(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, force:
 
     batches = Batches(cfg, source, device, dist, steps_per_epoch)
     validate = (validator or make_validator(cfg, device)) if rank0 and cfg.val_every > 0 else None
-    paired = cfg.target in PAIRED_TARGETS
-    say(f"training {cfg.mode}{f' ({cfg.target})' if paired else ''}"
+    say(f"training {cfg.mode}{f' ({cfg.target})' if cfg.paired else ''}"
         f"{' with noise redrawn every step' if cfg.redraw_noise else ''} on {device.type}: {len(source)} items, "
         f"{total} steps of batch {global_batch}, {cfg.epochs} epochs, lr {base_lr:g}, γ {cfg.increase_ratio:g}, "
         f"init {cfg.init}; {'bf16' if use_bf16(device, cfg.precision) else 'fp32'}, "
@@ -205,8 +204,7 @@ def resolve(cfg: TrainConfig, run_dir: Path, resume: bool, given: set[str] | Non
 def checked_source(cfg: TrainConfig) -> Source:
     """The training source, refused where the target needs what it lacks (clean frames, ISOs)."""
     source = load_source(cfg)
-    paired = cfg.target in PAIRED_TARGETS  # noisy → clean, or noisy → noisy (noise2noise): plain MSE
-    for asked, option in ((paired and cfg.mode == "raw", f"--target {cfg.target}"),
+    for asked, option in ((cfg.paired and cfg.mode == "raw", f"--target {cfg.target}"),
                           (cfg.redraw_noise, "--redraw-noise")):
         if asked and not source.has_gt:
             raise InputError(f"{option}: {cfg.data or 'the training data'} has no clean frames "
@@ -232,7 +230,6 @@ def make_step(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.O
     net = model
     if dist.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    paired = cfg.target in PAIRED_TARGETS
 
     def loss_fn(noisy, target, masks, gamma):
         with autocast(device, cfg.precision):
@@ -242,7 +239,7 @@ def make_step(cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.O
                 return r2r_loss(net, noisy, target)
             if cfg.target == "r2r-lin":
                 return r2r_linear_loss(net, noisy, *target)
-            if paired:
+            if cfg.paired:
                 return supervised_loss(net, noisy, target)
             return n2n_loss(net, noisy, masks, gamma, cfg.lambda1, cfg.lambda2)
     return training_step(loss_fn, compiled, graphs, fullgraph=dist.world == 1,  # DDP splits at its buckets
