@@ -210,3 +210,16 @@ def starting_model(spec: str) -> torch.nn.Module:
     if meta.get("mode") != "raw" or model.in_ch != 4:
         raise InputError(f"--start-from {spec}: a raw checkpoint is needed, this one is {meta.get('mode')}")
     return model.train()
+
+
+def half_scale_model(meta: dict) -> torch.nn.Module | None:
+    """The model that two-scale inference (:mod:`n2n_raw.inference.multiscale`) runs at half scale for a
+    checkpoint with metadata ``meta``: the shipped model for a fine-tune of it, else None (the checkpoint's own).
+
+    Fine-tuning adapts a model to its photos at their own scale; at half scale their content and noise are not
+    what it was fine-tuned on, and the shipped model, trained on every scale and noise level, does better there
+    (peer benchmark, low light: 53.52 against 52.95 dB; benchmarks/RESULTS.md)."""
+    if (meta.get("config") or {}).get("start_from") != "pretrained":
+        return None
+    model, _ = load_model(WEIGHTS, which="last")
+    return model

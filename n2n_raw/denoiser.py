@@ -22,7 +22,7 @@ import torch
 
 from n2n_raw.accel import pick_device
 from n2n_raw.cfa import check_cfa
-from n2n_raw.checkpoint import load_model
+from n2n_raw.checkpoint import half_scale_model, load_model
 from n2n_raw.inference import photos
 from n2n_raw.jobs.export import export as export_model
 from n2n_raw.jobs.fit import fit as run_fit
@@ -38,22 +38,28 @@ class Denoiser:
         engine: "torch", "onnxruntime", or "auto" (ONNX Runtime for large passes on a CPU in fp32 when it is
             installed, else PyTorch: :func:`n2n_raw.inference.onnx_engine.resolve_engine`).
         ensemble: raw: average over 1, 2, 4 or 8 Bayer-preserving views (:data:`n2n_raw.inference.photos.ENSEMBLES`).
+        multiscale: raw, a noise-profiled model: denoise at full and half scale, fused as an unbiased risk estimate
+            picks per photo (:mod:`n2n_raw.inference.multiscale`).
+        half_scale: the model for the half scale, if not ``model`` (:func:`n2n_raw.checkpoint.half_scale_model`).
     """
 
     def __init__(self, model: torch.nn.Module, meta: dict, device: str | torch.device = "auto",
-                 precision: str = "fp32", tile: int | None = None, engine: str = "auto", ensemble: int = 1):
+                 precision: str = "fp32", tile: int | None = None, engine: str = "auto", ensemble: int = 1,
+                 multiscale: bool = True, half_scale: torch.nn.Module | None = None):
         self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
         self.model, self.precision, self.engine = photos.ready(model, self.device, precision, engine)
         self.meta = meta
         self.tile = tile
         self.ensemble = ensemble
+        self.multiscale = multiscale
+        self.half_scale = None if half_scale is None else photos.ready(half_scale, self.device, precision, engine)[0]
 
     @classmethod
     def load(cls, run_or_checkpoint: str | os.PathLike, which: str = "best", **kw) -> "Denoiser":
         """Load a run folder (``which``: "best" by validation PSNR, the newest if never validated, or "last")
-        or a checkpoint file. ``kw``: ``device``, ``precision``, ``tile``, ``engine``, ``ensemble`` (see the class)."""
+        or a checkpoint file. ``kw``: ``device``, ``precision``, ``tile``, ``engine``, ``ensemble``, ``multiscale`` (see the class)."""
         model, meta = load_model(run_or_checkpoint, which=which)
-        return cls(model, meta, **kw)
+        return cls(model, meta, half_scale=half_scale_model(meta), **kw)
 
     @classmethod
     def fit(cls, photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, steps: int | None = None,
@@ -87,7 +93,7 @@ class Denoiser:
             cfa = check_cfa(cfa)
         return photos.denoise_array(self.model, self.meta, x, cfa, tile=self.tile, device=self.device,
                              precision=self.precision, log=log, name=name, engine=self.engine,
-                             ensemble=self.ensemble)
+                             ensemble=self.ensemble, multiscale=self.multiscale, coarse_model=self.half_scale)
 
     def export(self, path: str | os.PathLike, format: str | None = None, force: bool = False):
         """Write the model as ONNX (``format="onnx"``) or a darktable package (``"dtmodel"``: ``<id>.dtmodel``,
@@ -103,4 +109,4 @@ class Denoiser:
         None: as :func:`n2n_raw.inference.photos.denoise_file` decides for the model."""
         return photos.denoise_file(self.model, self.meta, Path(path), Path(out_dir), tile=self.tile, cfa=cfa, force=force,
                             device=self.device, precision=self.precision, log=log, keep_tone=keep_tone,
-                            engine=self.engine, ensemble=self.ensemble)
+                            engine=self.engine, ensemble=self.ensemble, multiscale=self.multiscale, coarse_model=self.half_scale)

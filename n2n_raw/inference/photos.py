@@ -18,6 +18,7 @@ import torch
 from n2n_raw.accel import inference_precision, place_model
 from n2n_raw.cfa import check_cfa
 from n2n_raw.errors import InputError
+from n2n_raw.inference import multiscale as multiscale_
 from n2n_raw.inference import tiling
 from n2n_raw.inference.onnx_engine import resolve_engine
 from n2n_raw.inference.profile import profile_from_dng
@@ -113,7 +114,8 @@ OUTPUTS = {"rgb": (".png",), "rgb-npy": (".npy",), "camera-raw": (".dng", ".png"
 def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | None = None, *,
                   tile: int | None = None, device="cpu", precision: str = "fp32",
                   log: Callable[[str], None] | None = None, name: str = "input",
-                  profile: NoiseProfile | None = None, engine: str = "torch", ensemble: int = 1) -> np.ndarray:
+                  profile: NoiseProfile | None = None, engine: str = "torch", ensemble: int = 1,
+                  multiscale: bool = True, coarse_model: torch.nn.Module | None = None) -> np.ndarray:
     """Denoise one array with a checkpoint's model; returns float32 of the input's shape (unclamped).
 
     sRGB checkpoints: ``x`` (H, W, 3) float in [0, 1]. Raw checkpoints: ``x`` (H, W) Bayer mosaic, H and W
@@ -121,8 +123,12 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
     which unify every CFA to RGGB). ``tile``: None tiles only when one pass would not fit in memory.
     A :class:`~n2n_raw.method.gat_unet.GatUNet` is given this mosaic's noise profile first: ``profile`` (e.g. the
     DNG's tag), else the blind estimate from ``x`` itself. ``ensemble`` (raw, ``rggb`` checkpoints): average
-    over that many Bayer-preserving views (:data:`ENSEMBLES`; that many times the time). ``engine``: ``torch``, ``onnxruntime`` or ``auto``
-    (see :func:`n2n_raw.inference.tiling.forward_padded`).
+    over that many Bayer-preserving views (:data:`ENSEMBLES`; that many times the time). ``multiscale`` (a
+    GatUNet, mosaics of at least 64 pixels a side): denoise at full and half scale and keep the fusion of least
+    estimated risk (:mod:`n2n_raw.inference.multiscale`; about 1.6× the time); ``coarse_model``: a second model
+    for the half scale, its fusions among the candidates (:func:`n2n_raw.checkpoint.half_scale_model`; +0.3×).
+    ``engine``: ``torch``,
+    ``onnxruntime`` or ``auto`` (see :func:`n2n_raw.inference.tiling.forward_padded`).
     """
     x = np.asarray(x)
     check_ensemble(ensemble)
@@ -139,22 +145,47 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
     mode = meta.get("cfa_mode", "rggb")
     if mode == "rggb" and cfa is None:
         raise InputError(f"{name}: a mosaic needs its CFA (--cfa; the checkpoint unifies CFAs to RGGB)")
-    if isinstance(model, GatUNet):
-        p = profile if profile is not None else estimate_profile(x, shared=True)
-        model.set_profile(*packed_profile(p.a, p.b, cfa, mode))
-        if log is not None:
-            log(f"{name}: noise profile ({p.source}) {model.describe_profile()}")
     views = ENSEMBLES[ensemble] if mode == "rggb" else ENSEMBLES[1]  # positional channels follow the CFA
-    out = None
-    for hflip, vflip, transpose in views:
-        m, c = bayer.augment(x.astype(np.float32, copy=False), cfa, hflip, vflip, transpose)
-        y = tiling.denoise_mosaic(model, np.ascontiguousarray(m), c, mode, tile, 2 * OVERLAP, device, precision,
-                                 log=_plan_logger(log, 2) if out is None else None, engine=engine)
-        y = y[::-1] if vflip else y  # undone in the reverse order: flips, then the transpose
-        y = y[:, ::-1] if hflip else y
-        y = y.T if transpose else y
-        out = y.copy() if out is None else out + y
-    return out / np.float32(len(views))
+    first_log = [log]
+
+    def runner(net: torch.nn.Module) -> multiscale_.Run:
+        def run(m: np.ndarray, prof: NoiseProfile | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+            """(mean of the first ``n`` views, the first view) of ``net`` on mosaic ``m`` with profile ``prof``."""
+            if prof is not None:
+                net.set_profile(*packed_profile(prof.a, prof.b, cfa, mode))
+            out = first = None
+            for hflip, vflip, transpose in views[:n]:
+                v, c = bayer.augment(m, cfa, hflip, vflip, transpose)
+                plan_log, first_log[0] = _plan_logger(first_log[0], 2), None
+                d = tiling.denoise_mosaic(net, np.ascontiguousarray(v), c, mode, tile, 2 * OVERLAP, device,
+                                          precision, log=plan_log, engine=engine)
+                d = d[::-1] if vflip else d  # undone in the reverse order: flips, then the transpose
+                d = d[:, ::-1] if hflip else d
+                d = d.T if transpose else d
+                if out is None:
+                    out, first = d.copy(), d
+                else:
+                    out += d
+            return out / np.float32(n), first
+        return run
+
+    x = x.astype(np.float32, copy=False)
+    run = runner(model)
+    if not isinstance(model, GatUNet):
+        return run(x, None, len(views))[0]
+    p = profile if profile is not None else estimate_profile(x, shared=True)
+    model.set_profile(*packed_profile(p.a, p.b, cfa, mode))
+    if log is not None:
+        log(f"noise profile ({p.source}) {model.describe_profile()}")
+    if not multiscale or min(x.shape) < multiscale_.MIN_SIDE:
+        return run(x, p, len(views))[0]
+    half_runs = [("own", run)]
+    if isinstance(coarse_model, GatUNet):
+        half_runs.append(("starting", runner(coarse_model)))
+    out, choice = multiscale_.denoise_two_scale(run, x, p, len(views), half_runs=half_runs)
+    if log is not None:
+        log(choice.describe())
+    return out
 
 
 def check_ensemble(ensemble: int) -> int:
@@ -175,7 +206,8 @@ ENSEMBLES = {1: ((False, False, False),),
 def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, *, tile: int | None = None,
                  cfa: str | None = None, force: bool = False, device="cpu", precision: str = "fp32",
                  log: Callable[[str], None] | None = None, keep_tone: bool | None = None,
-                 engine: str = "torch", ensemble: int = 1) -> tuple[list[Path], int]:
+                 engine: str = "torch", ensemble: int = 1, multiscale: bool = True,
+                 coarse_model: torch.nn.Module | None = None) -> tuple[list[Path], int]:
     """Denoise one file into ``out_dir``; returns (written paths, pixel count).
 
     ``keep_tone``: a camera raw's DNG takes its low frequencies from the source (:func:`restore_tone`); None: only
@@ -183,6 +215,7 @@ def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, 
     :class:`~n2n_raw.method.gat_unet.GatUNet` was trained to be unbiased, and the low-frequency noise that tone
     restoration lets back (a tenth of σ) cost it 0.6 dB on a smooth real mosaic (benchmarks/RESULTS.md).
     ``engine``: ``torch``, ``onnxruntime`` or ``auto`` (see :func:`n2n_raw.inference.tiling.forward_padded`).
+    ``ensemble``, ``multiscale``, ``coarse_model``: see :func:`denoise_array`.
 
     ``tile``: None tiles only when one pass would not fit in memory (:func:`n2n_raw.inference.tiling.plan_tiles`), an
     int forces windows of at most that many input pixels. ``log`` receives the tiling plan as one line.
@@ -193,7 +226,7 @@ def denoise_file(model: torch.nn.Module, meta: dict, path: Path, out_dir: Path, 
     targets = [check_writable(out_dir / f"{path.stem}{suffix}", force) for suffix in OUTPUTS[inp.kind]]
     y = denoise_array(model, meta, inp.array, inp.cfa, tile=tile, device=device, precision=precision, log=log,
                       name=str(path), profile=profile_from_dng(path) if inp.kind == "camera-raw" else None,
-                      engine=engine, ensemble=ensemble)
+                      engine=engine, ensemble=ensemble, multiscale=multiscale, coarse_model=coarse_model)
     pixels = inp.array.shape[0] * inp.array.shape[1]
     if inp.kind == "rgb":
         return [write_png(targets[0], quantize_uint8(y), force)], pixels

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from n2n_raw.accel import pick_device
-from n2n_raw.checkpoint import load_model
+from n2n_raw.checkpoint import half_scale_model, load_model
 from n2n_raw.config import FIT_DEFAULTS, SCRATCH_DEFAULTS, TrainConfig
 from n2n_raw.errors import InputError
 from n2n_raw.evaluation.metrics import MEGAPIXEL
@@ -98,7 +98,7 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
         steps: int | None = None, lr: float | None = None, batch_size: int | None = None,
         patch_size: int | None = None, seed: int = 0, force: bool = False, device: str = "auto",
         precision: str = "auto", start_from: str | None = FIT_DEFAULTS["start_from"],
-        target: str | None = None, ensemble: int = FIT_DEFAULTS["ensemble"],
+        target: str | None = None, ensemble: int = FIT_DEFAULTS["ensemble"], multiscale: bool = True,
         log: Callable[[str], None] = print,
         progress: Callable[[int, int], None] | None = None, export: str | None = None) -> dict:
     """Train on ``photos`` (camera raw files or folders of them), then denoise each of them.
@@ -118,6 +118,8 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
             from scratch (:data:`SCRATCH_DEFAULTS`, which also sets a scratch run's default ``lr``).
         ensemble: denoise each photo as the mean of 1, 2, 4 or 8 Bayer-preserving views
             (:data:`n2n_raw.inference.photos.ENSEMBLES`).
+        multiscale: denoise at full and half scale, fused as an unbiased risk estimate picks per photo
+            (:mod:`n2n_raw.inference.multiscale`).
         log: receives training's log lines (settings, progress, notes).
         progress: called as ``progress(done, total)`` after each photo is denoised (``.close()`` called if any).
         export: "dtmodel" or "onnx": also write the model as ``run_dir/<id>.dtmodel`` (a darktable package,
@@ -157,11 +159,14 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     # package keeps the profile it was trained with
     exported = export_model(model, meta, package, force=force) if package is not None else None
     model, prec, engine = ready(model, dev, precision)
+    half = half_scale_model(meta) if multiscale else None
+    half = None if half is None else ready(half, dev, precision)[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs, pixels, t1 = [], 0, time.perf_counter()
     for f in files:
         written, n = denoise_file(model, meta, f, out_dir, force=force, device=dev, precision=prec, engine=engine,
-                                  ensemble=ensemble)
+                                  ensemble=ensemble, multiscale=multiscale, coarse_model=half,
+                                  log=lambda line, f=f: log(f"{f.name}: {line}"))
         outputs.append(written)
         pixels += n
         if progress is not None:
