@@ -247,7 +247,8 @@ def fit(photos: List[Path] = typer.Argument(..., help="Camera raw files (DNG, NE
                                              "the dark; the default) or n2n (Neighbor2Neighbor; the default from "
                                              "scratch)."),
         ensemble: int = typer.Option(FIT_DEFAULTS["ensemble"], help=ENSEMBLE_HELP),
-        multiscale: bool = typer.Option(True, "--multiscale/--no-multiscale", help=MULTISCALE_HELP),
+        multiscale: bool = typer.Option(FIT_DEFAULTS["multiscale"], "--multiscale/--no-multiscale",
+                                        help=MULTISCALE_HELP),
         force: bool = typer.Option(False, "--force", help="Start over in a non-empty --out and overwrite outputs."),
         precision: str = train_option("precision"),
         device: str = train_option("device"),

@@ -98,7 +98,8 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
         steps: int | None = None, lr: float | None = None, batch_size: int | None = None,
         patch_size: int | None = None, seed: int = 0, force: bool = False, device: str = "auto",
         precision: str = "auto", start_from: str | None = FIT_DEFAULTS["start_from"],
-        target: str | None = None, ensemble: int = FIT_DEFAULTS["ensemble"], multiscale: bool = True,
+        target: str | None = None, ensemble: int = FIT_DEFAULTS["ensemble"],
+        multiscale: bool = FIT_DEFAULTS["multiscale"],
         log: Callable[[str], None] = print,
         progress: Callable[[int, int], None] | None = None, export: str | None = None) -> dict:
     """Train on ``photos`` (camera raw files or folders of them), then denoise each of them.
