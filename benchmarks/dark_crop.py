@@ -1,11 +1,18 @@
 """Look for a grid in the darkest part of a denoised photo, as a photographer would see it: darktable at 200 %.
 
     python benchmarks/dark_crop.py SOURCE.dng LABEL=DENOISED.dng [LABEL=DENOISED.dng ...] --out crop.png
+    python benchmarks/dark_crop.py ... --xmp benchmarks/xmp/match_greens.xmp   # darktable's "match greens"
 
 Each DNG is rendered by darktable-cli (default settings, no sidecars; Debian: ``apt-get install darktable``;
-LibRaw's render when darktable is missing). The darkest ``--size``² window of the source's render (lowest mean
-luminance after a box blur, away from the border) is cut from every render, enlarged 2× by pixel repetition
-(200 %), brightened ×``--gain`` so that the dark tones can be seen, and laid side by side in ``--out``.
+LibRaw's render when darktable is missing). ``--xmp FILE`` applies one darktable sidecar to every render
+instead: ``benchmarks/xmp/match_greens.xmp`` (demosaic's green equilibration, which corrects a gain between
+the two greens), ``canon_black_per_row.xmp`` / ``canon_black_per_row_x4.xmp`` ("raw black/white point" with
+the Canon chart's black per row parity, measured on its optical-black pixels: an offset between the greens,
+which shows as a period-2 grid once the noise is gone; the ``_x4`` one for the 16-bit DNGs written from it,
+whose black is 4× the source's). The darkest
+``--size``² window of the source's render (lowest mean luminance after a box blur, away from the border) is cut
+from every render, enlarged 2× by pixel repetition (200 %), brightened ×``--gain`` so that the dark tones can
+be seen, and laid side by side in ``--out``.
 
 A regular grid shows as isolated peaks in the crop's spectrum. Printed per render: the *grid ratio*, the
 largest magnitude of the 2-D FFT of the crop's luminance at the periods 2, 4 and 8 pixels along rows, columns
@@ -65,15 +72,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--size", type=int, default=96, help="crop side in rendered pixels (shown at 200 %%)")
     ap.add_argument("--gain", type=float, default=4.0, help="brightening of the crops (display only)")
+    ap.add_argument("--xmp", type=Path, help="darktable sidecar applied to every render (e.g. "
+                    "benchmarks/xmp/match_greens.xmp); needs darktable-cli")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="darkcrop_"))
     try:
         dt = shutil.which("darktable-cli") is not None
-        render = (lambda p: render_darktable(p, work)) if dt else render_libraw
+        if args.xmp is not None and not dt:  # LibRaw has no use for it: a silent default render would mislead
+            sys.exit("--xmp needs darktable-cli")
+        render = (lambda p: render_darktable(p, work, args.xmp)) if dt else render_libraw
         items = [("source", args.source)] + [tuple(d.split("=", 1)) for d in args.denoised]
         renders = [(label, render(Path(path))) for label, path in items]
         y, x = darkest_window(renders[0][1], args.size)
-        print(f"renderer: {'darktable-cli' if dt else 'LibRaw'}; darkest {args.size}² window at (y {y}, x {x})")
+        how = "darktable-cli" + (f" with {args.xmp}" if args.xmp else "") if dt else "LibRaw"
+        print(f"renderer: {how}; darkest {args.size}² window at (y {y}, x {x})")
         tiles = []
         for label, img in renders:
             crop = img[y:y + args.size, x:x + args.size]

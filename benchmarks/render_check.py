@@ -94,13 +94,21 @@ def blur_planes(mosaic: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     return out
 
 
-def render_darktable(path: Path, work: Path) -> np.ndarray | None:
-    """darktable-cli's render with default settings (None when darktable cannot open the file)."""
+def render_darktable(path: Path, work: Path, xmp: Path | None = None) -> np.ndarray | None:
+    """darktable-cli's render with default settings (None when darktable cannot open the file).
+
+    ``xmp``: a sidecar whose history darktable-cli applies instead (``darktable-cli IN XMP OUT``); one holding
+    a single module entry and ``auto_presets_applied="0"`` keeps darktable's defaults for everything else
+    (``benchmarks/xmp/``). With a sidecar, a failed render raises with darktable's message: darktable-cli
+    refuses a sidecar it cannot read, and that must not pass for a missing renderer."""
     out = work / f"{path.stem}.dt.png"
     out.unlink(missing_ok=True)
     conf = work / "dtconf"
-    res = subprocess.run(["darktable-cli", str(path), str(out), "--core", "--configdir", str(conf),
+    sidecar = [] if xmp is None else [str(xmp)]
+    res = subprocess.run(["darktable-cli", str(path), *sidecar, str(out), "--core", "--configdir", str(conf),
                           "--conf", "write_sidecar_files=never"], capture_output=True, text=True, timeout=600)
+    if xmp is not None and (res.returncode != 0 or not out.is_file()):
+        raise RuntimeError(f"darktable-cli failed on {path} with {xmp}: {res.stderr.strip()}")
     if res.returncode != 0 or not out.is_file():
         return None
     return np.asarray(Image.open(out).convert("RGB"))
