@@ -9,7 +9,8 @@ instead: ``benchmarks/xmp/match_greens.xmp`` (demosaic's green equilibration, wh
 the two greens), ``canon_black_per_row.xmp`` / ``canon_black_per_row_x4.xmp`` ("raw black/white point" with
 the Canon chart's black per row parity, measured on its optical-black pixels: an offset between the greens,
 which shows as a period-2 grid once the noise is gone; the ``_x4`` one for the 16-bit DNGs written from it,
-whose black is 4× the source's). The darkest
+whose black is 4× the source's; name one of those first, as ``LABEL=PATH``, to cut its own darkest window).
+The darkest
 ``--size``² window of the source's render (lowest mean luminance after a box blur, away from the border) is cut
 from every render, enlarged 2× by pixel repetition (200 %), brightened ×``--gain`` so that the dark tones can
 be seen, and laid side by side in ``--out``.
@@ -67,7 +68,7 @@ def grid_ratio(crop: np.ndarray) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("source", type=Path)
+    ap.add_argument("source", help="PATH or LABEL=PATH: the render whose darkest window is cut from all")
     ap.add_argument("denoised", nargs="+", help="LABEL=PATH")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--size", type=int, default=96, help="crop side in rendered pixels (shown at 200 %%)")
@@ -81,7 +82,8 @@ def main() -> None:
         if args.xmp is not None and not dt:  # LibRaw has no use for it: a silent default render would mislead
             sys.exit("--xmp needs darktable-cli")
         render = (lambda p: render_darktable(p, work, args.xmp)) if dt else render_libraw
-        items = [("source", args.source)] + [tuple(d.split("=", 1)) for d in args.denoised]
+        first = tuple(args.source.split("=", 1)) if "=" in args.source else ("source", args.source)
+        items = [first] + [tuple(d.split("=", 1)) for d in args.denoised]
         renders = [(label, render(Path(path))) for label, path in items]
         y, x = darkest_window(renders[0][1], args.size)
         how = "darktable-cli" + (f" with {args.xmp}" if args.xmp else "") if dt else "LibRaw"
