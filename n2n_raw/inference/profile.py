@@ -4,6 +4,7 @@
 - :func:`profile_from_dng`: the DNG NoiseProfile tag (51041, DNG 1.3+), None where the file has none.
 - :func:`photo_profile`: the tag where present, else the estimate.
 - :func:`describe_photo`: what ``n2n-raw info PHOTO`` prints.
+- :func:`optical_black_lines`: the masked pixels' black, and whether it disagrees with the file's.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from n2n_raw.cfa import CFAS
 from n2n_raw.errors import InputError
 from n2n_raw.io import tiff
-from n2n_raw.io.camera_raw import _check_file, read_raw
+from n2n_raw.io.camera_raw import _check_file, optical_black, read_raw
 from n2n_raw.io.dng import _raw_ifd
 from n2n_raw.method.noise_profile import MAX_REL_SE_A, NoiseProfile, _estimate, estimate_profile, from_tag_values
 
@@ -127,11 +128,40 @@ def _profile_lines(profile: NoiseProfile, cfa: str, black, white: float, label: 
     return lines
 
 
+#: Smallest disagreement (raw units) between the optical black and the file's black levels that ``info`` reports:
+#: 3 DN between the row parities of a 14-bit Canon frame showed as a grid once denoised (benchmarks/RESULTS.md).
+BLACK_MISMATCH = 1.0
+
+
+def optical_black_lines(path: str | os.PathLike) -> list[str]:
+    """What ``info`` says of the masked pixels, where the file keeps them (:func:`optical_black`): their black
+    per position, and a note (the last line, starting "note:") when their offsets between positions disagree
+    with the file's black levels by more than :data:`BLACK_MISMATCH` and 10 standard errors."""
+    ob = optical_black(path)
+    if ob is None:
+        return []
+    names, black = _position_names(ob.cfa), ob.stated
+    lines = [f"optical black ({ob.where} of the image, {ob.count:,} masked pixels per position): "
+             + ", ".join(f"{n} {m:.1f}" for n, m in zip(names, ob.mean))
+             + f" (σ {min(ob.std):.1f}-{max(ob.std):.1f})"]
+    ob_mean, file_mean = sum(ob.mean) / 4, sum(black) / 4
+    mismatch = [(m - ob_mean) - (b - file_mean) for m, b in zip(ob.mean, black)]
+    spread = max(mismatch) - min(mismatch)
+    if spread >= max(BLACK_MISMATCH, 10 * ob.standard_error()):
+        fix = ", ".join(f"{n} {b + d:.1f}" for n, b, d in zip(names, black, mismatch))
+        lines.append(f"note: the masked pixels' black differs between positions by {spread:.1f} raw units more than "
+                     f"the file's black levels say; the noise hides that offset, a denoised photo shows it as a fine "
+                     f"grid in its darkest areas. The file's black levels shifted by the measured offsets: {fix} "
+                     f"(in darktable: raw black/white point)")
+    return lines
+
+
 def describe_photo(path: str | os.PathLike) -> str:
     """What ``n2n-raw info PHOTO`` prints: the photo's size, CFA, levels and bit depth, and its noise profile
     per 2×2 position (colour, a, b, and the noise σ at 10 % and 50 % of white in mosaic units and raw DN),
     from the DNG tag when present (with the blind estimate beside it) else estimated, with a note where the
-    estimate could not separate shot from read noise.
+    estimate could not separate shot from read noise; and where the file keeps its masked borders, their black
+    per position, with a note where it disagrees with the file's black levels.
 
     Raises:
         InputError: as :func:`photo_profile`.
@@ -151,6 +181,7 @@ def describe_photo(path: str | os.PathLike) -> str:
         lines += _profile_lines(tagged, photo.cfa, black, photo.white_level, "DNG NoiseProfile tag")
         lines.append("estimated from the photo, for comparison:")
     lines += _profile_lines(estimated, photo.cfa, black, photo.white_level, "estimated")
+    lines += optical_black_lines(path)
     flat = [k for k, f in enumerate(fits) if not f.identifiable and f.b > 0]
     if flat:
         lo, hi = min(fits[k].level_lo for k in flat), max(fits[k].level_hi for k in flat)

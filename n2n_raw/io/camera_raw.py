@@ -286,3 +286,81 @@ def find_dngs(root: str | os.PathLike) -> list[Path]:
     return files
 
 
+
+
+#: Narrowest masked strip read as optical black (pixels): thinner borders are often a sensor's transition rows.
+MIN_MASKED_STRIP = 8
+
+
+@dataclass(frozen=True)
+class OpticalBlack:
+    """The mean of a raw file's masked (optically black) pixels per 2×2 position of the visible mosaic.
+
+    Attributes:
+        mean: raw units, at positions (0,0), (0,1), (1,0), (1,1) of the visible area's CFA phase.
+        std: the pixels' standard deviation at each position (raw units): the read noise.
+        count: pixels averaged per position.
+        where: which strips were read: "left", "right" (the strips beside the image, in its rows), else
+            "top", "bottom".
+        stated: the file's black levels at the same positions (raw units), as :func:`read_raw` uses them.
+        cfa: the visible mosaic's 2×2 pattern.
+    """
+
+    mean: tuple[float, float, float, float]
+    std: tuple[float, float, float, float]
+    count: int
+    where: str
+    stated: tuple[float, float, float, float]
+    cfa: str
+
+    def spread(self) -> float:
+        """Largest difference between two positions' means (raw units)."""
+        return max(self.mean) - min(self.mean)
+
+    def standard_error(self) -> float:
+        """Standard error of one position's mean (raw units), the largest of the four."""
+        return max(self.std) / max(self.count, 1) ** 0.5
+
+
+def optical_black(path: str | os.PathLike) -> OpticalBlack | None:
+    """The optical black of a raw file whose stored image keeps its masked borders, else None.
+
+    Cameras read a few rows and columns of light-shielded pixels beside the image; where the file keeps them
+    (rawpy's ``raw_image`` larger than the visible area; many DNGs crop them away), their mean per 2×2
+    position is each channel's true black, read in the same exposure. The strips beside the image (left,
+    right: the image's own rows) are read when at least :data:`MIN_MASKED_STRIP` pixels wide, as they share
+    any offset that depends on the row; else the strips above and below. Strips whose mean is outside the
+    file's [0, white] range are skipped (some cameras store other data there).
+
+    Raises:
+        InputError: as :func:`read_raw` for a file that cannot be opened.
+    """
+    path = Path(path)
+    with _open(path) as raw, _libraw_errors(path):
+        s = raw.sizes
+        top, left, h, w = int(s.top_margin), int(s.left_margin), int(s.height), int(s.width)
+        full = raw.raw_image
+        rows, cols = full.shape
+        white = float(raw.white_level)
+        cfa = _cfa_of(raw, path)
+        stated = np.asarray(raw.black_level_per_channel, np.float64)[np.array(raw.raw_colors_visible[:2, :2])]
+        sides = {"left": (slice(top, top + h), slice(0, left)), "right": (slice(top, top + h), slice(left + w, cols)),
+                 "top": (slice(0, top), slice(left, left + w)), "bottom": (slice(top + h, rows), slice(left, left + w))}
+        strips = {}
+        for name, (ys, xs) in sides.items():
+            part = full[ys, xs]
+            if min(part.shape) < MIN_MASKED_STRIP:
+                continue
+            # position relative to the visible area's origin, so that (0, 0) is the visible mosaic's (0, 0)
+            dy, dx = (ys.start - top) % 2, (xs.start - left) % 2
+            planes = [np.asarray(part[(py - dy) % 2::2, (px - dx) % 2::2], np.float64) for py, px in
+                      ((0, 0), (0, 1), (1, 0), (1, 1))]
+            if all(0 < p.mean() < white for p in planes):
+                strips[name] = planes
+    chosen = [n for n in ("left", "right") if n in strips] or [n for n in ("top", "bottom") if n in strips]
+    if not chosen:
+        return None
+    planes = [np.concatenate([strips[n][k].ravel() for n in chosen]) for k in range(4)]
+    return OpticalBlack(mean=tuple(float(p.mean()) for p in planes), std=tuple(float(p.std()) for p in planes),
+                        count=min(p.size for p in planes), where=" and ".join(chosen),
+                        stated=tuple(float(v) for v in stated.ravel()), cfa=cfa)

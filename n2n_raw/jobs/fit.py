@@ -21,6 +21,7 @@ from n2n_raw.config import FIT_DEFAULTS, SCRATCH_DEFAULTS, TrainConfig
 from n2n_raw.errors import InputError
 from n2n_raw.evaluation.metrics import MEGAPIXEL
 from n2n_raw.inference.photos import OUTPUTS, check_ensemble, denoise_file, ready
+from n2n_raw.inference.profile import optical_black_lines
 from n2n_raw.io.atomic import check_writable
 from n2n_raw.io.camera_raw import RAW_SUFFIXES, find_raws, read_raw
 from n2n_raw.jobs.export import SUFFIXES, check_available, check_format, default_model_id
@@ -165,6 +166,9 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs, pixels, t1 = [], 0, time.perf_counter()
     for f in files:
+        notes = [line for line in optical_black_lines(f) if line.startswith("note:")]
+        if notes:  # the photo's own black offset, which denoising reveals: say so where the user looks
+            log(f"{f.name}: {notes[0]} (n2n-raw info {f.name})")
         written, n = denoise_file(model, meta, f, out_dir, force=force, device=dev, precision=prec, engine=engine,
                                   ensemble=ensemble, multiscale=multiscale, coarse_model=half,
                                   log=lambda line, f=f: log(f"{f.name}: {line}"))
