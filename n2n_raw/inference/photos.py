@@ -125,7 +125,7 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
     DNG's tag), else the blind estimate from ``x`` itself. ``ensemble`` (raw, ``rggb`` checkpoints): average
     over that many Bayer-preserving views (:data:`ENSEMBLES`; that many times the time). ``multiscale`` (a
     GatUNet, mosaics of at least 64 pixels a side): denoise at full and half scale and keep the fusion of least
-    estimated risk (:mod:`n2n_raw.inference.multiscale`; about 1.6× the time); ``coarse_model``: a second model
+    estimated risk (:mod:`n2n_raw.inference.multiscale`; (E + 1)·5/4 passes for E views: 1.6× the time with 4); ``coarse_model``: a second model
     for the half scale, its fusions among the candidates (:func:`n2n_raw.checkpoint.half_scale_model`; +0.3×).
     ``engine``: ``torch``,
     ``onnxruntime`` or ``auto`` (see :func:`n2n_raw.inference.tiling.forward_padded`).
