@@ -208,3 +208,15 @@ def test_the_denoiser_takes_multiscale_off():
     one = Denoiser.load(WEIGHTS, device="cpu", multiscale=False).denoise(y, "RGGB")
     two = Denoiser.load(WEIGHTS, device="cpu").denoise(y, "RGGB")
     assert np.mean((two - x) ** 2) < np.mean((one - x) ** 2)
+
+
+def test_small_mosaics_stay_at_one_scale():
+    """Under MIN_SIDE pixels a side the half scale would be too small to see anything: one scale, exactly."""
+    from n2n_raw.checkpoint import WEIGHTS, load_model
+    from n2n_raw.inference.photos import denoise_array
+    model, meta = load_model(WEIGHTS, which="last")
+    y = np.random.default_rng(9).uniform(0, 0.2, (ms.MIN_SIDE - 2, 96)).astype(np.float32)
+    lines = []
+    two = denoise_array(model, meta, y, "GBRG", log=lines.append)
+    one = denoise_array(model, meta, y, "GBRG", multiscale=False)
+    assert np.array_equal(two, one) and not any("two scales" in line for line in lines)
