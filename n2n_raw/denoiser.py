@@ -59,7 +59,8 @@ class Denoiser:
         """Load a run folder (``which``: "best" by validation PSNR, the newest if never validated, or "last")
         or a checkpoint file. ``kw``: ``device``, ``precision``, ``tile``, ``engine``, ``ensemble``, ``multiscale`` (see the class)."""
         model, meta = load_model(run_or_checkpoint, which=which)
-        return cls(model, meta, half_scale=half_scale_model(meta), **kw)
+        half = half_scale_model(meta) if kw.get("multiscale", True) else None
+        return cls(model, meta, half_scale=half, **kw)
 
     @classmethod
     def fit(cls, photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, steps: int | None = None,
