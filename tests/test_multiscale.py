@@ -141,7 +141,7 @@ def test_a_second_half_scale_model_is_chosen_only_where_it_is_better():
         return m + np.float32(0.02), m + np.float32(0.02)
 
     for runs, good in (((("a", _identity_run), ("b", biased)), "a"), ((("a", biased), ("b", _identity_run)), "b")):
-        out, choice = ms.denoise_two_scale(_identity_run, y, prof, 1, half_runs=runs)
+        _, choice = ms.denoise_two_scale(_identity_run, y, prof, 1, half_runs=runs)
         assert choice.half == good and choice.sigma == 0.0
         assert set(choice.risks) == {(None, None)} | {(n, s) for n in "ab" for s in ms.SIGMAS if s is not None}
         assert f"the {good} model at half scale" in choice.describe()

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
+from n2n_raw.method import bayer
 from n2n_raw.method.noise_profile import NoiseProfile
 
 #: Candidate σ of the fusion's low-pass, in full-scale CFA-plane pixels: None keeps the full scale alone, 0 takes
@@ -41,7 +42,6 @@ SIGMAS: tuple[float | None, ...] = (None, 3.0, 2.0, 1.0, 0.5, 0.0)
 PROBE_EPS = 0.02
 #: Smallest mosaic side (pixels) for two scales: the half scale's packed planes keep at least 16 pixels a side.
 MIN_SIDE = 64
-POSITIONS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 #: ``run(mosaic, profile, views)``: the model on an (H, W) mosaic given its noise profile, as
 #: (mean over ``views`` Bayer-preserving views, the first view alone); ``views`` is 1 or the ensemble's size.
@@ -70,18 +70,6 @@ class Choice:
         return text + ")"
 
 
-def _planes(m: np.ndarray) -> list[np.ndarray]:
-    return [m[dy::2, dx::2] for dy, dx in POSITIONS]
-
-
-def _mosaic(planes: list[np.ndarray]) -> np.ndarray:
-    h, w = planes[0].shape
-    out = np.empty((2 * h, 2 * w), np.float32)
-    for (dy, dx), p in zip(POSITIONS, planes):
-        out[dy::2, dx::2] = p
-    return out
-
-
 def bin_planes(mosaic: np.ndarray) -> np.ndarray:
     """Half-scale mosaic in the same CFA phase: each 2×2-position plane binned 2×2 (mean).
 
@@ -90,30 +78,27 @@ def bin_planes(mosaic: np.ndarray) -> np.ndarray:
     Returns:
         float32 (2·⌈H/4⌉, 2·⌈W/4⌉); noise of variance a·x + b becomes (a/4)·x + b/4.
     """
-    out = []
-    for p in _planes(np.asarray(mosaic, np.float32)):
-        p = np.pad(p, ((0, p.shape[0] % 2), (0, p.shape[1] % 2)), mode="edge")
-        out.append(p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2).mean(axis=(1, 3)))
-    return _mosaic(out)
+    p = bayer.pack(np.asarray(mosaic, np.float32))  # (4, H/2, W/2)
+    p = np.pad(p, ((0, 0), (0, p.shape[1] % 2), (0, p.shape[2] % 2)), mode="edge")
+    return bayer.unpack(p.reshape(4, p.shape[1] // 2, 2, p.shape[2] // 2, 2).mean(axis=(2, 4)))
 
 
 def upsample_planes(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Back to full scale: each plane of ``coarse`` (from :func:`bin_planes`) upsampled 2× bilinearly
     (pixel centres aligned as binning placed them) and cut to the planes of a ``shape`` (H, W) mosaic.
     Returns float32 ``shape``."""
-    ph, pw = shape[0] // 2, shape[1] // 2
-    out = []
-    for p in _planes(np.asarray(coarse, np.float32)):
-        t = torch.from_numpy(np.ascontiguousarray(p))[None, None]
-        out.append(F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False)[0, 0, :ph, :pw].numpy())
-    return _mosaic(out)
+    t = torch.from_numpy(bayer.pack(np.asarray(coarse, np.float32)))[None]  # (1, 4, h, w)
+    up = F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False)[0]
+    return bayer.unpack(up[:, :shape[0] // 2, :shape[1] // 2].numpy())
 
 
 def lowpass_planes(mosaic: np.ndarray, sigma: float) -> np.ndarray:
-    """Each CFA plane Gaussian-filtered (σ plane pixels, reflected at the borders); σ = 0 returns a copy."""
+    """Each CFA plane Gaussian-filtered (σ plane pixels, reflected at the borders); σ = 0 returns a copy.
+    Returns float32 of ``mosaic``'s (H, W) (H and W even)."""
     if sigma == 0:
         return np.array(mosaic, np.float32)
-    return _mosaic([gaussian_filter(p, sigma, mode="reflect") for p in _planes(np.asarray(mosaic, np.float32))])
+    planes = bayer.pack(np.asarray(mosaic, np.float32))  # σ 0 along the plane axis: each plane filtered alone
+    return bayer.unpack(gaussian_filter(planes, (0, sigma, sigma), mode="reflect"))
 
 
 def fuse(fine: np.ndarray, coarse_up: np.ndarray, sigma: float | None) -> np.ndarray:

@@ -146,19 +146,20 @@ def denoise_array(model: torch.nn.Module, meta: dict, x: np.ndarray, cfa: str | 
     if mode == "rggb" and cfa is None:
         raise InputError(f"{name}: a mosaic needs its CFA (--cfa; the checkpoint unifies CFAs to RGGB)")
     views = ENSEMBLES[ensemble] if mode == "rggb" else ENSEMBLES[1]  # positional channels follow the CFA
-    first_log = [log]
+    plan_log = _plan_logger(log, 2)  # the first pass's plan only: the others repeat it or a smaller one
 
     def runner(net: torch.nn.Module) -> multiscale_.Run:
         def run(m: np.ndarray, prof: NoiseProfile | None, n: int) -> tuple[np.ndarray, np.ndarray]:
             """(mean of the first ``n`` views, the first view) of ``net`` on mosaic ``m`` with profile ``prof``."""
+            nonlocal plan_log
             if prof is not None:
                 net.set_profile(*packed_profile(prof.a, prof.b, cfa, mode))
             out = first = None
             for hflip, vflip, transpose in views[:n]:
                 v, c = bayer.augment(m, cfa, hflip, vflip, transpose)
-                plan_log, first_log[0] = _plan_logger(first_log[0], 2), None
                 d = tiling.denoise_mosaic(net, np.ascontiguousarray(v), c, mode, tile, 2 * OVERLAP, device,
                                           precision, log=plan_log, engine=engine)
+                plan_log = None
                 d = d[::-1] if vflip else d  # undone in the reverse order: flips, then the transpose
                 d = d[:, ::-1] if hflip else d
                 d = d.T if transpose else d
@@ -260,16 +261,11 @@ def restore_tone(denoised: np.ndarray, noisy: np.ndarray, sigma: float = TONE_SI
     Returns:
         float32 (H, W).
     """
-    from scipy.ndimage import gaussian_filter
     d = np.asarray(denoised, np.float32)
     y = np.asarray(noisy, np.float32)
     if d.shape != y.shape or d.ndim != 2 or d.shape[0] % 2 or d.shape[1] % 2:
         raise ValueError(f"restore_tone: expected two (H, W) mosaics with even sides, got {d.shape} and {y.shape}")
-    out = d.copy()
-    for dy in (0, 1):
-        for dx in (0, 1):
-            out[dy::2, dx::2] += gaussian_filter(y[dy::2, dx::2] - d[dy::2, dx::2], sigma, mode="reflect")
-    return out
+    return d + multiscale_.lowpass_planes(y - d, sigma)
 
 
 def _plan_logger(log: Callable[[str], None] | None, scale: int):
