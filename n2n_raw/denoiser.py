@@ -69,7 +69,7 @@ class Denoiser:
         ``run_dir`` (kept: config, metrics, checkpoints) and return the trained Denoiser.
         ``steps``: None takes :func:`n2n_raw.jobs.fit.fit`'s default."""
         result = run_fit(list(photos), run_dir, denoised_dir=None, steps=steps, force=force, log=log)
-        return cls(result["model"], result["meta"], **kw)
+        return cls(result["model"], result["meta"], half_scale=result["half_scale"], **kw)
 
     @property
     def mode(self) -> str:

@@ -56,3 +56,9 @@ def test_info_reports_the_optical_black_and_the_fix():
     note = next(line for line in out.splitlines() if line.startswith("note: the masked pixels' black"))
     assert "by 3.1 raw units" in note and "R 2054.4, Gr 2054.6, Gb 2057.5, B 2057.4" in note
     assert "optical black" not in cli("info", real_file("pi_bggr_scene.dng")).stdout
+
+
+def test_a_file_that_is_not_bayer_is_refused_in_one_line():
+    from n2n_raw.errors import InputError
+    with pytest.raises(InputError, match="not a Bayer mosaic"):
+        optical_black(real_file("kodak_c330_not_bayer.raw"))

@@ -4,7 +4,8 @@
 - :func:`profile_from_dng`: the DNG NoiseProfile tag (51041, DNG 1.3+), None where the file has none.
 - :func:`photo_profile`: the tag where present, else the estimate.
 - :func:`describe_photo`: what ``n2n-raw info PHOTO`` prints.
-- :func:`optical_black_lines`: the masked pixels' black, and whether it disagrees with the file's.
+- :func:`optical_black_lines`, :func:`black_offset_note`: the masked pixels' black, and whether it disagrees
+  with the file's.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from n2n_raw.cfa import CFAS
 from n2n_raw.errors import InputError
 from n2n_raw.io import tiff
-from n2n_raw.io.camera_raw import _check_file, optical_black, read_raw
+from n2n_raw.io.camera_raw import OpticalBlack, _check_file, optical_black, read_raw
 from n2n_raw.io.dng import _raw_ifd
 from n2n_raw.method.noise_profile import MAX_REL_SE_A, NoiseProfile, _estimate, estimate_profile, from_tag_values
 
@@ -133,27 +134,33 @@ def _profile_lines(profile: NoiseProfile, cfa: str, black, white: float, label: 
 BLACK_MISMATCH = 1.0
 
 
+def black_offset_note(ob: OpticalBlack) -> str | None:
+    """A note when the masked pixels' offsets between positions disagree with the file's black levels by more
+    than :data:`BLACK_MISMATCH` and 10 standard errors, with the corrected levels; else None."""
+    names = _position_names(ob.cfa)
+    ob_mean, file_mean = sum(ob.mean) / 4, sum(ob.stated) / 4
+    mismatch = [(m - ob_mean) - (b - file_mean) for m, b in zip(ob.mean, ob.stated)]
+    spread = max(mismatch) - min(mismatch)
+    if spread < max(BLACK_MISMATCH, 10 * ob.standard_error()):
+        return None
+    fix = ", ".join(f"{n} {b + d:.1f}" for n, b, d in zip(names, ob.stated, mismatch))
+    return (f"note: the masked pixels' black differs between positions by {spread:.1f} raw units more than the "
+            f"file's black levels say; the noise hides that offset, a denoised photo shows it as a fine grid in its "
+            f"darkest areas. The file's black levels shifted by the measured offsets: {fix} (in darktable: raw "
+            f"black/white point)")
+
+
 def optical_black_lines(path: str | os.PathLike) -> list[str]:
     """What ``info`` says of the masked pixels, where the file keeps them (:func:`optical_black`): their black
-    per position, and a note (the last line, starting "note:") when their offsets between positions disagree
-    with the file's black levels by more than :data:`BLACK_MISMATCH` and 10 standard errors."""
+    per position, and :func:`black_offset_note` where there is one."""
     ob = optical_black(path)
     if ob is None:
         return []
-    names, black = _position_names(ob.cfa), ob.stated
     lines = [f"optical black ({ob.where} of the image, {ob.count:,} masked pixels per position): "
-             + ", ".join(f"{n} {m:.1f}" for n, m in zip(names, ob.mean))
+             + ", ".join(f"{n} {m:.1f}" for n, m in zip(_position_names(ob.cfa), ob.mean))
              + f" (σ {min(ob.std):.1f}-{max(ob.std):.1f})"]
-    ob_mean, file_mean = sum(ob.mean) / 4, sum(black) / 4
-    mismatch = [(m - ob_mean) - (b - file_mean) for m, b in zip(ob.mean, black)]
-    spread = max(mismatch) - min(mismatch)
-    if spread >= max(BLACK_MISMATCH, 10 * ob.standard_error()):
-        fix = ", ".join(f"{n} {b + d:.1f}" for n, b, d in zip(names, black, mismatch))
-        lines.append(f"note: the masked pixels' black differs between positions by {spread:.1f} raw units more than "
-                     f"the file's black levels say; the noise hides that offset, a denoised photo shows it as a fine "
-                     f"grid in its darkest areas. The file's black levels shifted by the measured offsets: {fix} "
-                     f"(in darktable: raw black/white point)")
-    return lines
+    note = black_offset_note(ob)
+    return lines + ([note] if note else [])
 
 
 def describe_photo(path: str | os.PathLike) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from n2n_raw.cfa import CFAS
+from n2n_raw.cfa import CFAS, PACK_ORDER
 from n2n_raw.errors import InputError
 
 #: File name suffixes of the camera raw formats LibRaw reads (lower case). A Foveon (.x3f) or X-Trans (.raf of
@@ -89,14 +89,16 @@ def _libraw_errors(path: Path):
         raise InputError(f"{path}: cannot read the raw file ({msg})") from None
 
 
-def _open(path: Path):
-    """rawpy.imread + unpack (LibRaw decodes lazily: decode now so damage shows up here)."""
+def _open(path: Path, unpack: bool = True):
+    """rawpy.imread + unpack (LibRaw decodes lazily: decode now so damage shows up here); ``unpack=False``
+    leaves the decoding to the caller, who may need only the sizes."""
     _check_file(path)
     with _libraw_errors(path):
         raw = _rawpy().imread(str(path))
         try:
             _check_holds_pixels(raw, path)
-            raw.unpack()
+            if unpack:
+                raw.unpack()
         except BaseException:
             raw.close()
             raise
@@ -333,16 +335,21 @@ def optical_black(path: str | os.PathLike) -> OpticalBlack | None:
     file's [0, white] range are skipped (some cameras store other data there).
 
     Raises:
-        InputError: as :func:`read_raw` for a file that cannot be opened.
+        InputError: as :func:`read_raw` for a file that cannot be opened or is not a Bayer mosaic (one that
+            keeps no masked border returns None before its pixels are decoded).
     """
     path = Path(path)
-    with _open(path) as raw, _libraw_errors(path):
+    with _open(path, unpack=False) as raw, _libraw_errors(path):
         s = raw.sizes
         top, left, h, w = int(s.top_margin), int(s.left_margin), int(s.height), int(s.width)
+        rows, cols = int(s.raw_height), int(s.raw_width)
+        if max(top, left, rows - top - h, cols - left - w) < MIN_MASKED_STRIP:
+            return None  # no masked border kept (most DNGs): nothing to decode
+        raw.unpack()
+        cfa = _cfa_of(raw, path)  # a one-line InputError for what is not a Bayer mosaic, before its pixels
         full = raw.raw_image
         rows, cols = full.shape
         white = float(raw.white_level)
-        cfa = _cfa_of(raw, path)
         stated = np.asarray(raw.black_level_per_channel, np.float64)[np.array(raw.raw_colors_visible[:2, :2])]
         sides = {"left": (slice(top, top + h), slice(0, left)), "right": (slice(top, top + h), slice(left + w, cols)),
                  "top": (slice(0, top), slice(left, left + w)), "bottom": (slice(top + h, rows), slice(left, left + w))}
@@ -353,8 +360,7 @@ def optical_black(path: str | os.PathLike) -> OpticalBlack | None:
                 continue
             # position relative to the visible area's origin, so that (0, 0) is the visible mosaic's (0, 0)
             dy, dx = (ys.start - top) % 2, (xs.start - left) % 2
-            planes = [np.asarray(part[(py - dy) % 2::2, (px - dx) % 2::2], np.float64) for py, px in
-                      ((0, 0), (0, 1), (1, 0), (1, 1))]
+            planes = [np.asarray(part[(py - dy) % 2::2, (px - dx) % 2::2], np.float64) for py, px in PACK_ORDER]
             if all(0 < p.mean() < white for p in planes):
                 strips[name] = planes
     chosen = [n for n in ("left", "right") if n in strips] or [n for n in ("top", "bottom") if n in strips]

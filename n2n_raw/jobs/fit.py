@@ -21,9 +21,9 @@ from n2n_raw.config import FIT_DEFAULTS, SCRATCH_DEFAULTS, TrainConfig
 from n2n_raw.errors import InputError
 from n2n_raw.evaluation.metrics import MEGAPIXEL
 from n2n_raw.inference.photos import OUTPUTS, check_ensemble, denoise_file, ready
-from n2n_raw.inference.profile import optical_black_lines
+from n2n_raw.inference.profile import black_offset_note
 from n2n_raw.io.atomic import check_writable
-from n2n_raw.io.camera_raw import RAW_SUFFIXES, find_raws, read_raw
+from n2n_raw.io.camera_raw import RAW_SUFFIXES, find_raws, optical_black, read_raw
 from n2n_raw.jobs.export import SUFFIXES, check_available, check_format, default_model_id
 from n2n_raw.jobs.export import export as export_model
 from n2n_raw.training.loop import train
@@ -129,7 +129,8 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     Returns:
         ``{"photos": [paths], "outputs": [[dng, png] per photo], "train": train summary,
         "train_seconds": s, "denoise_seconds": s, "megapixels": MP denoised, "export": ExportResult or None,
-        "model": the trained model (on the device), "meta": its checkpoint metadata}``.
+        "model": the trained model (on the device), "meta": its checkpoint metadata, "half_scale": the model
+        two-scale inference ran at half scale beside it, or None}``.
     Raises:
         InputError: bad photos (missing, unreadable, not a Bayer raw, too small), an option out of range, a
             non-empty ``run_dir`` or an existing output without ``force``. Raised before anything is written.
@@ -166,9 +167,10 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs, pixels, t1 = [], 0, time.perf_counter()
     for f in files:
-        notes = [line for line in optical_black_lines(f) if line.startswith("note:")]
-        if notes:  # the photo's own black offset, which denoising reveals: say so where the user looks
-            log(f"{f.name}: {notes[0]} (n2n-raw info {f.name})")
+        ob = optical_black(f)
+        note = black_offset_note(ob) if ob is not None else None
+        if note:  # the photo's own black offset, which denoising reveals: say so where the user looks
+            log(f"{f.name}: {note} (n2n-raw info {f.name})")
         written, n = denoise_file(model, meta, f, out_dir, force=force, device=dev, precision=prec, engine=engine,
                                   ensemble=ensemble, multiscale=multiscale, coarse_model=half,
                                   log=lambda line, f=f: log(f"{f.name}: {line}"))
@@ -181,4 +183,4 @@ def fit(photos: Sequence[str | os.PathLike], run_dir: str | os.PathLike, *,
     t_denoise = time.perf_counter() - t1
     return {"photos": files, "outputs": outputs, "train": summary, "train_seconds": round(t_train, 2),
             "denoise_seconds": round(t_denoise, 2), "megapixels": pixels / MEGAPIXEL, "export": exported,
-            "model": model, "meta": meta}
+            "model": model, "meta": meta, "half_scale": half}
